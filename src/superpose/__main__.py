@@ -1,0 +1,3 @@
+from superpose.cli import app
+
+app(prog_name="superpose")

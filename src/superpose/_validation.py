@@ -1,0 +1,67 @@
+"""Input checks shared by every public function.
+
+Checks run only on concrete (eager) values: under ``jit`` the values are tracers and
+cannot be inspected, so callers validate before they trace, or accept that a traced
+call skips the check (each function's docstring says what happens then).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def is_concrete(*values: Any) -> bool:
+    """True when no value is a JAX tracer, so its contents can be inspected."""
+    return not any(isinstance(v, jax.core.Tracer) for v in values)
+
+
+def as_float_array(name: str, value: Any) -> jax.Array:
+    """Converts to a floating JAX array; integer and bool inputs become the default float."""
+    try:
+        array = jnp.asarray(value)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be array-like of numbers, got {type(value).__name__}") from error
+    if array.dtype == jnp.bool_ or jnp.issubdtype(array.dtype, jnp.integer):
+        array = array.astype(jnp.result_type(float))
+    elif not jnp.issubdtype(array.dtype, jnp.floating):
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    return array
+
+
+def check_finite(name: str, array: jax.Array) -> None:
+    """Raises ValueError if a concrete array holds NaN or inf."""
+    if is_concrete(array) and not bool(np.all(np.isfinite(np.asarray(array)))):
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(np.asarray(array))))
+        raise ValueError(f"{name} must be finite; it holds {bad} NaN or inf entries")
+
+
+def check_nonnegative(name: str, array: jax.Array) -> None:
+    """Raises ValueError if a concrete array holds a negative entry."""
+    if is_concrete(array):
+        values = np.asarray(array)
+        if np.any(values < 0):
+            raise ValueError(
+                f"{name} must be >= 0; found {int(np.sum(values < 0))} negative entries "
+                f"(smallest {values.min():.6g})"
+            )
+
+
+def check_at_least_1d(name: str, array: jax.Array) -> None:
+    """Raises ValueError for a scalar where a vector (last axis = items) is needed."""
+    if array.ndim < 1 or array.shape[-1] == 0:
+        raise ValueError(f"{name} must have shape (..., N) with N >= 1, got shape {array.shape}")
+
+
+def broadcast_per_row(name: str, value: jax.Array, leading_shape: tuple[int, ...]) -> jax.Array:
+    """Broadcasts a scalar or a per-row array (shape = leading_shape) to leading_shape + (1,)."""
+    try:
+        return jnp.broadcast_to(value, leading_shape)[..., None]
+    except ValueError as error:
+        raise ValueError(
+            f"{name} must be a scalar or have the leading shape {leading_shape} of the values, "
+            f"got shape {jnp.shape(value)}"
+        ) from error

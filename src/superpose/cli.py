@@ -1,0 +1,177 @@
+"""The ``superpose`` command: list, describe and run experiments, or run them all as a gallery."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+import superpose
+
+app = typer.Typer(
+    name="superpose",
+    help=(
+        "superpose: how many things fit into few dimensions, and how to get them back out.\n\n"
+        "Run registered experiments into self-describing run directories (config.json, "
+        "metrics.json, .npz arrays, PNG and interactive HTML figures, index.html), or all of "
+        "them at once with `superpose gallery`."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"superpose {superpose.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """superpose command-line tool."""
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool) -> Iterator[Progress | None]:
+    if not enabled:
+        yield None
+        return
+    columns = (
+        SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
+        MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        yield progress
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code=2)
+
+
+@app.command("list")
+def list_experiments() -> None:
+    """Show every registered experiment with a one-line description."""
+    from superpose.runner import experiments
+
+    table = Table("experiment", "description", "in gallery", box=None)
+    for exp in experiments().values():
+        table.add_row(exp.name, exp.description, "yes" if exp.in_gallery else "no")
+    Console().print(table)
+
+
+@app.command()
+def describe(name: Annotated[str, typer.Argument(help="Experiment name (see `superpose list`).")]) -> None:
+    """Show an experiment's config keys: type, accepted range, default and meaning."""
+    from superpose.runner import get_experiment
+
+    try:
+        exp = get_experiment(name)
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    table = Table("key", "accepted", "default", "quick", "meaning", box=None, title=f"{exp.name}: {exp.description}")
+    for info in exp.config_class.fields_info().values():
+        default = ",".join(map(str, info.default)) if info.is_tuple else str(info.default)
+        quick = exp.quick.get(info.name, "")
+        table.add_row(info.name, info.allowed(), default, str(quick), info.help)
+    Console().print(table)
+
+
+@app.command()
+def run(
+    name: Annotated[str, typer.Argument(help="Experiment name (see `superpose list`).")],
+    pairs: Annotated[
+        Optional[list[str]], typer.Argument(help="More KEY=VALUE overrides, as with --set.", show_default=False)
+    ] = None,
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", "-s", help="Override a config value, KEY=VALUE (repeatable; tuples comma-separated). "
+                     "`superpose describe NAME` lists the keys."),
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory [default: superpose-results/NAME].")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an earlier run in --out, reusing its finished cells.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace an earlier run in --out.")] = False,
+    quick: Annotated[bool, typer.Option(help="Use the experiment's quick settings (as the quick gallery does).")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Run one experiment into its run directory (config, metrics, arrays, figures, index.html)."""
+    from superpose.runner import ExperimentFailed, RunDirectoryError, get_experiment, parse_overrides, run_experiment
+
+    try:
+        exp = get_experiment(name)
+        overrides = parse_overrides([*(set_ or []), *(pairs or [])])
+        exp.make_config(overrides, quick=quick)  # validate before touching the directory
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    try:
+        with _progress(progress) as bar:
+            record = run_experiment(exp, overrides, out, resume=resume, force=force, quick=quick, progress=bar)
+    except RunDirectoryError as error:
+        raise _fail(str(error)) from None
+    except ExperimentFailed as error:
+        console.print(f"[bold red]failed:[/] {error}", highlight=False)
+        raise typer.Exit(code=1) from None
+    if record.skipped:
+        console.print(f"{exp.name} had already finished in {record.out}; nothing to do.", highlight=False)
+    else:
+        console.print(f"[green]finished[/] {exp.name} in {record.wall_time_s:.1f} s", highlight=False)
+    console.print(f"report: {record.out / 'index.html'}", highlight=False)
+
+
+@app.command()
+def gallery(
+    quick: Annotated[bool, typer.Option(help="Quick settings for every experiment (minutes, not hours).")] = False,
+    out: Annotated[Path, typer.Option(help="Gallery directory.")] = Path("superpose-results") / "gallery",
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted gallery; finished experiments are kept.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace an earlier gallery in --out.")] = False,
+    only: Annotated[
+        Optional[list[str]], typer.Option(help="Run only this experiment (repeatable).", show_default=False)
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Run every registered default experiment and write one HTML report (OUT/index.html).
+
+    A failing experiment is marked on the report with its error while the others still run;
+    the exit code is then 1.
+    """
+    from superpose.runner import RunDirectoryError, run_gallery
+
+    try:
+        with _progress(progress) as bar:
+            result = run_gallery(out, quick=quick, resume=resume, force=force, only=only, progress=bar)
+    except (RunDirectoryError, ValueError) as error:
+        raise _fail(str(error)) from None
+    table = Table("experiment", "status", "time", box=None)
+    for record in result.records:
+        style = "green" if record.status == "finished" else "red"
+        note = " (kept from before)" if record.skipped else ""
+        table.add_row(record.name, f"[{style}]{record.status}[/]{note}", f"{record.wall_time_s:.1f} s")
+    console.print(table)
+    console.print(f"report: {result.page}", highlight=False)
+    if result.failed:
+        raise typer.Exit(code=1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

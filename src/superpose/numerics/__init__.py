@@ -1,0 +1,26 @@
+"""superpose.numerics: the numerical core shared by every capability.
+
+Public API:
+- :func:`power_scale`, :func:`masked_power_scale`, :func:`choice_probabilities`: the
+  power-scaled Luce choice rule in log space (recall's item choice, memory's retrieval).
+- :func:`stable_exp`, :func:`exponent_limits`: log-parameterised strengths, clamped to stay
+  finite and positive (sae's hyperparameters, recall's fitted parameters).
+- :func:`normalize`, :func:`safe_norm`, :func:`log_mean_exp`: vector helpers with safe gradients.
+
+Every function takes arrays of any leading shape and works under ``jit`` and ``vmap``.
+"""
+
+from superpose.numerics.power import choice_probabilities, masked_power_scale, power_scale
+from superpose.numerics.strengths import exponent_limits, stable_exp
+from superpose.numerics.vectors import log_mean_exp, normalize, safe_norm
+
+__all__ = [
+    "choice_probabilities",
+    "exponent_limits",
+    "log_mean_exp",
+    "masked_power_scale",
+    "normalize",
+    "power_scale",
+    "safe_norm",
+    "stable_exp",
+]

@@ -1,0 +1,126 @@
+"""Shard a leading batch or ensemble axis across every visible JAX device.
+
+Each capability has one big axis whose rows are independent: queries (memory), trials or
+parameter sets (recall), ensemble members (toy), data batches (sae). :func:`sharded` wraps a
+function that is already vectorised over that axis: it pads the axis to a multiple of the
+device count, places each block on its own device with a ``NamedSharding`` over a 1-D
+``Mesh``, lets ``jit`` partition the computation, and strips the padding from the result.
+
+With a single device it is ``jax.jit`` and nothing else. Multi-GPU and multi-host use is
+described in ``docs/scaling.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+BATCH_AXIS = "batch"
+
+
+def batch_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh named ``"batch"`` over ``devices`` (default: every visible device)."""
+    devices = list(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("batch_mesh needs at least one device")
+    return Mesh(np.array(devices), (BATCH_AXIS,))
+
+
+def _leading_size(tree: Any, what: str) -> int:
+    leaves = jax.tree_util.tree_leaves(tree)
+    if not leaves:
+        raise ValueError(f"{what} holds no arrays")
+    sizes = {np.shape(leaf)[0] if np.ndim(leaf) > 0 else None for leaf in leaves}
+    if None in sizes:
+        raise ValueError(f"every array in {what} needs a leading batch axis; found a scalar")
+    if len(sizes) != 1:
+        raise ValueError(f"the arrays in {what} disagree on the leading batch size: {sorted(sizes)}")
+    return sizes.pop()
+
+
+def pad_batch(tree: Any, multiple: int) -> tuple[Any, int]:
+    """Pads every leaf's leading axis to a multiple of ``multiple`` by repeating its last row.
+
+    Repeating a real row (rather than zeros) keeps the padding inside the function's domain,
+    so it cannot raise or produce NaN. Returns ``(padded tree, original size)``.
+    """
+    if multiple < 1:
+        raise ValueError(f"multiple must be >= 1, got {multiple}")
+    size = _leading_size(tree, "the batch")
+    extra = (-size) % multiple
+    if extra == 0:
+        return tree, size
+
+    def pad(leaf: Any) -> jax.Array:
+        leaf = jnp.asarray(leaf)
+        return jnp.concatenate([leaf, jnp.repeat(leaf[-1:], extra, axis=0)], axis=0)
+
+    return jax.tree_util.tree_map(pad, tree), size
+
+
+def shard_batch(tree: Any, mesh: Mesh | None = None) -> Any:
+    """Places each leaf's leading axis across the mesh; its size must divide evenly."""
+    mesh = batch_mesh() if mesh is None else mesh
+    size = _leading_size(tree, "the batch")
+    if size % mesh.size:
+        raise ValueError(
+            f"a leading axis of {size} does not split evenly over {mesh.size} devices; "
+            "pad it first with pad_batch, or call through sharded()"
+        )
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(BATCH_AXIS)))
+
+
+def replicate(tree: Any, mesh: Mesh | None = None) -> Any:
+    """Places a full copy of every leaf on each device of the mesh."""
+    mesh = batch_mesh() if mesh is None else mesh
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+def sharded(
+    fn: Callable[..., Any], batch_argnums: Sequence[int] = (0,), mesh: Mesh | None = None
+) -> Callable[..., Any]:
+    """Wraps ``fn`` so that the leading axis of its batched arguments is split over devices.
+
+    ``fn`` must treat rows of that axis independently, and every leaf of its output must
+    carry the same leading axis. Other arguments are replicated. The wrapped function is
+    jitted once per input shape.
+
+    Args:
+        fn: a function vectorised over the leading axis of the arguments in ``batch_argnums``.
+        batch_argnums: positions of the batched arguments (pytrees of arrays of size B).
+        mesh: the device mesh; default, every visible device.
+
+    Returns:
+        A function with ``fn``'s signature whose outputs have leading size B.
+    """
+    batch_argnums = tuple(batch_argnums)
+    jitted = jax.jit(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any) -> Any:
+        if any(i >= len(args) for i in batch_argnums):
+            raise TypeError(f"batch_argnums {batch_argnums} name arguments that were not given")
+        the_mesh = batch_mesh() if mesh is None else mesh
+        if the_mesh.size == 1:
+            return jitted(*args)
+        batched = [args[i] for i in batch_argnums]
+        padded, size = pad_batch(batched, the_mesh.size)
+        placed = list(args)
+        for i, tree in zip(batch_argnums, shard_batch(padded, the_mesh)):
+            placed[i] = tree
+        for i in range(len(args)):
+            if i not in batch_argnums:
+                placed[i] = replicate(args[i], the_mesh)
+        out = jitted(*placed)
+        return jax.tree_util.tree_map(lambda leaf: leaf[:size], out)
+
+    return wrapper
+
+
+__all__ = ["BATCH_AXIS", "batch_mesh", "pad_batch", "replicate", "shard_batch", "sharded"]
