@@ -1,0 +1,70 @@
+"""stable_exp, normalize, safe_norm and log_mean_exp against closed forms."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from superpose.numerics import exponent_limits, log_mean_exp, normalize, safe_norm, stable_exp
+from superpose.numerics.experiments import float64_enabled
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_stable_exp_always_finite_and_positive(dtype):
+    with float64_enabled():
+        x = jnp.array([-1e6, -800.0, -100.0, 0.0, 3.0, 100.0, 800.0, 1e6], dtype=dtype)
+        out = np.asarray(stable_exp(x))
+        assert out.dtype == np.dtype(dtype)
+    assert np.isfinite(out).all() and (out > 0).all()
+    assert out[4] == pytest.approx(math.exp(3.0), rel=1e-6)
+    assert np.all(np.diff(out) >= 0)
+
+
+def test_stable_exp_respects_user_bounds_and_gradient():
+    out = stable_exp(jnp.array([-5.0, 0.5, 5.0]), lo=-2.0, hi=2.0)
+    np.testing.assert_allclose(out, np.exp([-2.0, 0.5, 2.0]), rtol=1e-6)
+    grad = jax.grad(lambda x: jnp.sum(stable_exp(x, lo=-2.0, hi=2.0)))(jnp.array([-5.0, 0.5, 5.0]))
+    np.testing.assert_allclose(grad, [0.0, math.exp(0.5), 0.0], rtol=1e-6)
+
+
+def test_exponent_limits_match_the_dtype():
+    lo, hi = exponent_limits(jnp.float32)
+    assert np.isfinite(np.exp(np.float32(hi))) and np.exp(np.float32(lo)) >= np.finfo(np.float32).tiny
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [((jnp.array([np.nan]),), "finite"), ((jnp.array([1.0]), 3.0, 2.0), "lo < hi"),
+     ((jnp.array([1.0]), 1000.0, 2000.0), "do not overlap")],
+)
+def test_stable_exp_bad_inputs(args, match):
+    with pytest.raises(ValueError, match=match):
+        stable_exp(*args)
+
+
+def test_normalize_unit_norm_zero_vector_and_gradient():
+    x = jnp.array([[3.0, 4.0], [0.0, 0.0]])
+    np.testing.assert_allclose(normalize(x), [[0.6, 0.8], [0.0, 0.0]], rtol=1e-6)
+    grad = jax.grad(lambda v: jnp.sum(normalize(v)))(x)
+    assert np.isfinite(grad).all()
+    # d/dx of sum(x/|x|) at (3,4): (1/|x|) * (1 - x*(x·1)/|x|²) = [0.2*(1-0.6*1.4), 0.2*(1-0.8*1.4)]
+    np.testing.assert_allclose(grad[0], [0.2 * (1 - 0.6 * 1.4), 0.2 * (1 - 0.8 * 1.4)], rtol=1e-5)
+    assert float(jax.grad(lambda v: safe_norm(v))(jnp.zeros(3)).sum()) == 0.0
+    with pytest.raises(ValueError, match="finite"):
+        normalize(jnp.array([1.0, np.inf]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(-700, 700), min_size=1, max_size=10))
+def test_log_mean_exp_matches_direct_formula_in_float64(values):
+    with float64_enabled():
+        got = float(log_mean_exp(jnp.asarray(values, jnp.float64)))
+    top = max(values)
+    expected = top + math.log(sum(math.exp(v - top) for v in values) / len(values))
+    assert got == pytest.approx(expected, rel=1e-12, abs=1e-12)
