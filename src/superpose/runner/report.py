@@ -142,7 +142,7 @@ def write_gallery_page(out: Path, entries: Sequence[Mapping[str, Any]], title: s
     total = sum(e.get("wall_time_s") or 0.0 for e in entries)
     body = (
         f"<h1>{html.escape(title)}</h1>"
-        f"<p class='sub'>{len(entries)} experiments, {total:.1f} s of run time in all.</p>"
+        f"<p class='sub'>{len(entries)} experiment{'s' if len(entries) != 1 else ''}, {total:.1f} s of run time in all.</p>"
         "<table><tr><th>experiment</th><th>status</th><th>time</th><th>figure</th></tr>"
         + "".join(rows)
         + "</table>"
