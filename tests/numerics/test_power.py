@@ -10,7 +10,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from superpose.numerics import choice_probabilities, masked_power_scale, power_scale
-from superpose.numerics.experiments import float64_enabled, scale_then_mask
+from superpose.numerics import float64_enabled
+from superpose.numerics.experiments import scale_then_mask
 
 SEED_ACTIVATIONS = [0.05, 1e8, 3.0, 2.8, 2.5]
 SEED_RECALLED = [False, True, False, False, False]

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from superpose.numerics import exponent_limits, log_mean_exp, normalize, safe_norm, stable_exp
-from superpose.numerics.experiments import float64_enabled
+from superpose.numerics import float64_enabled
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

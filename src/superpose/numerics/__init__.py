@@ -6,17 +6,20 @@ Public API:
 - :func:`stable_exp`, :func:`exponent_limits`: log-parameterised strengths, clamped to stay
   finite and positive (sae's hyperparameters, recall's fitted parameters).
 - :func:`normalize`, :func:`safe_norm`, :func:`log_mean_exp`: vector helpers with safe gradients.
+- :func:`float64_enabled`: a context in which JAX computes in float64.
 
 Every function takes arrays of any leading shape and works under ``jit`` and ``vmap``.
 """
 
 from superpose.numerics.power import choice_probabilities, masked_power_scale, power_scale
+from superpose.numerics.precision import float64_enabled
 from superpose.numerics.strengths import exponent_limits, stable_exp
 from superpose.numerics.vectors import log_mean_exp, normalize, safe_norm
 
 __all__ = [
     "choice_probabilities",
     "exponent_limits",
+    "float64_enabled",
     "log_mean_exp",
     "masked_power_scale",
     "normalize",

@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from superpose.numerics.power import choice_probabilities, power_scale
+from superpose.numerics.precision import float64_enabled
 from superpose.runner import ExperimentConfig, RunContext, experiment, param
 
 # The seed notebook's printed outputs (float32), which power_scale must reproduce.
 SEED_POWER_2 = (0.0625, 0.25, 0.5625, 1.0)
 SEED_ONEHOT_100 = (0.0, 0.0, 1.0, 6.533167e-23)
 SEED_MASK_THEN_SCALE = (0.0, 0.0, 9.9799335e-01, 2.0064958e-03, 7.4613226e-08)
-
-
-@contextlib.contextmanager
-def float64_enabled() -> Iterator[None]:
-    """Enables float64 in JAX for the duration of the block only."""
-    if hasattr(jax, "enable_x64"):
-        with jax.enable_x64(True):
-            yield
-    else:  # older JAX
-        from jax.experimental import enable_x64
-
-        with enable_x64():
-            yield
 
 
 def scale_then_mask(values: jax.Array, mask: jax.Array, scale: float) -> jax.Array:
@@ -41,9 +28,6 @@ def scale_then_mask(values: jax.Array, mask: jax.Array, scale: float) -> jax.Arr
     scaled = jnp.where(mask, 0.0, power_scale(values, scale))
     total = jnp.sum(scaled, axis=-1, keepdims=True)
     return jnp.where(total > 0, scaled / jnp.where(total > 0, total, 1.0), 0.0)
-
-
-import dataclasses  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
