@@ -66,10 +66,10 @@ def test_bad_overrides_exit_2_with_valid_keys(tmp_path):
 
 def test_gallery_quick_report_links_power_scale(tmp_path):
     out = tmp_path / "gallery"
-    result = invoke("gallery", "--quick", "--out", str(out), "--no-progress")
+    result = invoke("gallery", "--quick", "--out", str(out), "--only", "power-scale", "--no-progress")
     assert result.exit_code == 0, result.output
     page = (out / "index.html").read_text()
     assert "power-scale/index.html" in page and "finished" in page
     assert (out / "power-scale" / "power_scale.png").is_file()
-    resumed = invoke("gallery", "--quick", "--out", str(out), "--resume", "--no-progress")
+    resumed = invoke("gallery", "--quick", "--out", str(out), "--only", "power-scale", "--resume", "--no-progress")
     assert resumed.exit_code == 0 and "kept from before" in resumed.output

@@ -19,7 +19,10 @@ if TYPE_CHECKING:
     from superpose.runner.run import RunContext
 
 # One module per capability; a capability that exists adds its line here.
-EXPERIMENT_MODULES: tuple[str, ...] = ("superpose.numerics.experiments",)
+EXPERIMENT_MODULES: tuple[str, ...] = (
+    "superpose.numerics.experiments",
+    "superpose.memory.experiments",
+)
 
 ExperimentFn = Callable[[Any, "RunContext"], None]
 
