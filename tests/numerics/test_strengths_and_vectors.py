@@ -68,3 +68,18 @@ def test_log_mean_exp_matches_direct_formula_in_float64(values):
     top = max(values)
     expected = top + math.log(sum(math.exp(v - top) for v in values) / len(values))
     assert got == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+def test_sincos_matches_float64_library_values():
+    from superpose.numerics import sincos
+
+    x = np.random.default_rng(0).uniform(-1e5, 1e5, 200_000).astype(np.float32)
+    x[:7] = [0.0, -0.0, np.pi / 4, np.pi / 2, -np.pi, 1e-30, 3.0]
+    s, c = jax.jit(sincos)(jnp.asarray(x))
+    x64 = x.astype(np.float64)
+    assert np.abs(np.asarray(s) - np.sin(x64)).max() < 1.5e-7
+    assert np.abs(np.asarray(c) - np.cos(x64)).max() < 1.5e-7
+    with float64_enabled():
+        s64, c64 = sincos(jnp.asarray(x64))
+        assert s64.dtype == jnp.float64
+    np.testing.assert_array_equal(np.asarray(s64), np.sin(x64))

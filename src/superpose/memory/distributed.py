@@ -28,9 +28,10 @@ from jaxtyping import Array, Bool, Float, Int
 
 from superpose.memory._checks import check_beta, memories_array, positive_int, states_array
 from superpose.memory.features import FEATURE_MAPS, PARTS, chunk_features, phase_chunk, projection_chunk
+from superpose.numerics import sincos
 
-#: "auto" stores the projection when it takes at most this many bytes.
-AUTO_STORE_BYTES = 256 * 2**20
+#: "auto" stores the projection when it takes at most this many bytes (512 MiB).
+AUTO_STORE_BYTES = 512 * 2**20
 PROJECTIONS = ("auto", "stored", "regenerated")
 
 
@@ -97,7 +98,7 @@ class DistributedMemory(eqx.Module):
             feature_map: ``"sincos"`` (default), ``"cos"`` or ``"positive"``.
             orthogonal: orthogonal random features (blocks of D orthogonal directions).
             projection: ``"stored"``, ``"regenerated"``, or ``"auto"``: stored when the
-                projection takes at most 256 MiB (:data:`AUTO_STORE_BYTES`).
+                projection takes at most 512 MiB (:data:`AUTO_STORE_BYTES`).
             chunk: directions processed at once; memory grows as ``chunk·(D + batch)``.
             floor: the smallest kernel sum the log is taken of (trigonometric maps).
             dtype: float dtype of T and the projection.
@@ -346,15 +347,16 @@ def _pass(memory: DistributedMemory, states: jax.Array, want_grad: bool) -> tupl
         omega, phase = _chunk_inputs(memory, c)
         h = sqrt_beta * (states @ omega.T)
         if memory.feature_map == "sincos":
-            cos, sin = jnp.cos(h), jnp.sin(h)
+            sin, cos = sincos(h)
             s = s + (cos @ t[0] + sin @ t[1]) / jnp.sqrt(memory.num_features)
             if want_grad:
                 g = g + sqrt_beta * ((cos * t[1] - sin * t[0]) @ omega) / jnp.sqrt(memory.num_features)
         else:
             scale = jnp.sqrt(2.0 / memory.num_features)
-            s = s + scale * (jnp.cos(h + phase) @ t[0])
+            sin, cos = sincos(h + phase)
+            s = s + scale * (cos @ t[0])
             if want_grad:
-                g = g - scale * sqrt_beta * ((jnp.sin(h + phase) * t[0]) @ omega)
+                g = g - scale * sqrt_beta * ((sin * t[0]) @ omega)
         return (s, g), None
 
     init = (jnp.zeros((b,), dtype), jnp.zeros((b, d), dtype))
@@ -389,6 +391,14 @@ def distributed_energy(state: Float[Array, " D"], memory: DistributedMemory) -> 
     e, g = _energy_and_grad(memory, state[None, :], True)
     e, g = jax.lax.stop_gradient(e[0]), jax.lax.stop_gradient(g[0])
     return e + jnp.dot(state - jax.lax.stop_gradient(state), g)
+
+
+def _batched_distributed_energy(states: jax.Array, memory: DistributedMemory) -> tuple[jax.Array, jax.Array]:
+    """(Ẽ, ∇Ẽ) for states of shape (N, D) in one pass: what descend uses per step."""
+    return _energy_and_grad(memory, states.astype(memory.T.dtype), True)
+
+
+distributed_energy.batched = _batched_distributed_energy
 
 
 def projection_bytes(num_features: int, dim: int, dtype: Any = np.float32) -> int:

@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from superpose.numerics import sincos
+
 FEATURE_MAPS = ("sincos", "cos", "positive")
 
 # parts of φ per random direction: sincos and positive have two, cos has one
@@ -67,9 +69,10 @@ def chunk_features(
     """
     h = jnp.sqrt(beta) * (states @ omega.T)
     if kind == "sincos":
-        return jnp.stack([jnp.cos(h), jnp.sin(h)]) / jnp.sqrt(num_features)
+        sin, cos = sincos(h)
+        return jnp.stack([cos, sin]) / jnp.sqrt(num_features)
     if kind == "cos":
-        return (jnp.sqrt(2.0 / num_features) * jnp.cos(h + phase))[None]
+        return (jnp.sqrt(2.0 / num_features) * sincos(h + phase)[1])[None]
     if kind == "positive":
         shift = beta * jnp.sum(states**2, axis=-1, keepdims=True) + 0.5 * jnp.log(2.0 * num_features)
         return jnp.stack([h - shift, -h - shift])

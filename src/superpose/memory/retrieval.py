@@ -31,9 +31,13 @@ class DescentResult(NamedTuple):
 
 @functools.partial(jax.jit, static_argnames=("energy", "steps", "record", "use_tol", "use_betas"))
 def _descend(energy, states, args, free, step_size, tol, betas, *, steps, record, use_tol, use_betas):
+    batched = getattr(energy, "batched", None)
+
     def value_and_grad(v, beta):
-        fn = (lambda s: energy(s, *args, beta=beta)) if use_betas else (lambda s: energy(s, *args))
-        return jax.vmap(jax.value_and_grad(fn))(v)
+        extra = {"beta": beta} if use_betas else {}
+        if batched is not None:  # the energy's own batched (energies, gradients)
+            return batched(v, *args, **extra)
+        return jax.vmap(jax.value_and_grad(lambda s: energy(s, *args, **extra)))(v)
 
     n = states.shape[0]
     trace0 = jnp.zeros((steps if record else 0, n), states.dtype)
@@ -78,7 +82,10 @@ def descend(
 
     Args:
         energy: ``energy(state, *args) -> scalar`` for one state of shape ``(D,)``; with
-            ``betas``, it is called as ``energy(state, *args, beta=β_t)``.
+            ``betas``, it is called as ``energy(state, *args, beta=β_t)``. If it has an
+            attribute ``batched``, ``energy.batched(states, *args) -> (energies, gradients)``
+            for states of shape ``(N, D)`` is used instead of ``vmap(value_and_grad(energy))``
+            (:func:`~superpose.memory.distributed_energy` has one: one pass per step).
         states: initial states, shape ``(..., D)``.
         *args: passed to ``energy`` (memories, β, a DistributedMemory, ...).
         steps: the largest number of updates.
