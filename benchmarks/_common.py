@@ -59,8 +59,8 @@ def write_results(name: str, rows: list[dict[str, Any]], extra: dict[str, Any] |
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     """Prints rows as an aligned text table."""
-    keys = list(rows[0])
-    text = [[f"{r[k]:.4g}" if isinstance(r[k], float) else str(r[k]) for k in keys] for r in rows]
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    text = [[f"{r[k]:.4g}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in keys] for r in rows]
     widths = [max(len(k), *(len(t[i]) for t in text)) for i, k in enumerate(keys)]
     print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
     for t in text:

@@ -3,9 +3,12 @@
 Every measurement runs in a child process of its own, so its peak resident memory is its own.
 The reference (the public repository bhoov/distributed_DAM, ``kernel_sims.py``, which has no
 licence and is never copied here) runs from a checkout named by ``DRDAM_REFERENCE`` or
-``--reference``; without one its rows are skipped. It needs ``fastcore`` and ``tqdm``.
+``--reference``; without one its rows are skipped. It calls ``jnp.clip(a_min=...)``, which current
+JAX has removed, so give it a Python of its own (``DRDAM_REFERENCE_PYTHON``) with jax 0.4.35,
+equinox 0.11.10, jaxtyping, fastcore, tqdm and numpy<2.
 
-    DRDAM_REFERENCE=/path/to/distributed_DAM python benchmarks/memory.py
+    DRDAM_REFERENCE=/path/to/distributed_DAM DRDAM_REFERENCE_PYTHON=/path/to/venv/bin/python \
+        python benchmarks/memory.py
     python benchmarks/memory.py --quick          # small sizes, no reference
 
 Float32, a batch of 256 queries, β = 25, binary patterns scaled by 1/√D, 100-step recall with α = 0.1.
@@ -119,12 +122,14 @@ def child_generator(d: int, y: int, chunk: int) -> dict:
     return {"generate_s": t}
 
 
-def run_child(kind: str, **kwargs) -> dict:
+def run_child(kind: str, python: str | None = None, **kwargs) -> dict:
     """Runs one measurement in a fresh process and adds its peak resident memory."""
-    cmd = [sys.executable, __file__, "--child", json.dumps({"kind": kind, **kwargs})]
+    cmd = [python or sys.executable, __file__, "--child", json.dumps({"kind": kind, **kwargs})]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+        error = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"
+        print(f"  {kind} {kwargs}: {error}", file=sys.stderr)
+        return {"error": error}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -141,6 +146,8 @@ def _child_main(spec: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reference", default=os.environ.get("DRDAM_REFERENCE"), help="checkout of distributed_DAM")
+    parser.add_argument("--reference-python", default=os.environ.get("DRDAM_REFERENCE_PYTHON"),
+                        help="the Python that runs the reference (default: this one)")
     parser.add_argument("--quick", action="store_true", help="small sizes only, no reference")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -162,7 +169,7 @@ def main() -> None:
                "peak_gib": ours.get("peak_rss_gib"),
                "matmul_fraction": (4 * BATCH * y * d / ours["egrad_s"] / 1e9 / ceiling) if "egrad_s" in ours else None}
         if reference:
-            ref = run_child("reference", d=d, y=y, recall=True, path=reference)
+            ref = run_child("reference", python=args.reference_python, d=d, y=y, recall=True, path=reference)
             row.update(ref_egrad_q_per_s=ref.get("queries_per_s"), ref_recall_s=ref.get("recall_s"),
                        ref_peak_gib=ref.get("peak_rss_gib"),
                        recall_speedup=(ref["recall_s"] / ours["recall_s"]) if "recall_s" in ref and "recall_s" in ours else None)

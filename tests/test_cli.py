@@ -73,3 +73,13 @@ def test_gallery_quick_report_links_power_scale(tmp_path):
     assert (out / "power-scale" / "power_scale.png").is_file()
     resumed = invoke("gallery", "--quick", "--out", str(out), "--only", "power-scale", "--resume", "--no-progress")
     assert resumed.exit_code == 0 and "kept from before" in resumed.output
+
+
+@pytest.mark.slow
+def test_full_quick_gallery_runs_every_experiment(tmp_path):
+    out = tmp_path / "gallery"
+    result = invoke("gallery", "--quick", "--out", str(out), "--no-progress")
+    assert result.exit_code == 0, result.output
+    page = (out / "index.html").read_text()
+    for name in ("power-scale", "memory-landscape", "memory-error", "memory-completion", "memory-capacity"):
+        assert f"{name}/index.html" in page

@@ -68,3 +68,35 @@ def test_pad_batch_repeats_last_row_and_validates():
         pad_batch([jnp.ones(3), jnp.ones(4)], 2)
     with pytest.raises(ValueError, match="scalar"):
         pad_batch([jnp.ones(3), jnp.float32(1.0)], 2)
+
+
+DESCEND_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax, jax.numpy as jnp, numpy as np
+    from superpose.memory import DistributedMemory, descend, distributed_energy, lse_energy
+    assert len(jax.devices()) == 4
+    xi = (jax.random.uniform(jax.random.key(0), (12, 10)) > 0.5) / 10**0.5
+    q = (jax.random.uniform(jax.random.key(1), (9, 10)) > 0.5) / 10**0.5  # 9 queries: padded to 12
+    memory = DistributedMemory.from_memories(xi, jax.random.key(2), 3000, 8.0)
+    clamp = jnp.arange(10) < 3
+    exact, r1 = descend(lse_energy, q, xi, 8.0, steps=40, step_size=0.1, clamp=clamp, record=True)
+    approx, r2 = descend(distributed_energy, q, memory, steps=40, step_size=0.1, tol=1e-3)
+    json.dump({"exact": np.asarray(exact).tolist(), "approx": np.asarray(approx).tolist(),
+               "trace": np.asarray(r1.trace).tolist(), "steps": np.asarray(r2.steps).tolist()}, sys.stdout)
+    """
+)
+
+
+def test_descend_shards_queries_and_matches_one_device():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([sys.executable, "-c", DESCEND_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    single = subprocess.run([sys.executable, "-c", DESCEND_SCRIPT.replace("assert len(jax.devices()) == 4", "")],
+                            env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    one = json.loads(single.stdout)
+    for key in ("exact", "approx", "trace"):
+        np.testing.assert_allclose(data[key], one[key], rtol=1e-5, atol=1e-6)
+    assert data["steps"] == one["steps"] and len(data["steps"]) == 9

@@ -82,6 +82,20 @@ def replicate(tree: Any, mesh: Mesh | None = None) -> Any:
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
+def distribute(batched: Any, replicated: Any = (), mesh: Mesh | None = None) -> tuple[Any, Any, int]:
+    """Places ``batched`` (leading axis split, padded to a multiple of the devices) and ``replicated``.
+
+    Returns ``(placed batched, placed replicated, original batch size)``. With one device both
+    trees come back untouched, so calling code needs no special case.
+    """
+    the_mesh = batch_mesh() if mesh is None else mesh
+    size = _leading_size(batched, "the batch")
+    if the_mesh.size == 1:
+        return batched, replicated, size
+    padded, size = pad_batch(batched, the_mesh.size)
+    return shard_batch(padded, the_mesh), replicate(replicated, the_mesh), size
+
+
 def sharded(
     fn: Callable[..., Any], batch_argnums: Sequence[int] = (0,), mesh: Mesh | None = None
 ) -> Callable[..., Any]:
@@ -109,18 +123,15 @@ def sharded(
         the_mesh = batch_mesh() if mesh is None else mesh
         if the_mesh.size == 1:
             return jitted(*args)
-        batched = [args[i] for i in batch_argnums]
-        padded, size = pad_batch(batched, the_mesh.size)
+        others = [i for i in range(len(args)) if i not in batch_argnums]
+        batched, rest, size = distribute([args[i] for i in batch_argnums], [args[i] for i in others], the_mesh)
         placed = list(args)
-        for i, tree in zip(batch_argnums, shard_batch(padded, the_mesh)):
+        for i, tree in zip([*batch_argnums, *others], [*batched, *rest]):
             placed[i] = tree
-        for i in range(len(args)):
-            if i not in batch_argnums:
-                placed[i] = replicate(args[i], the_mesh)
         out = jitted(*placed)
         return jax.tree_util.tree_map(lambda leaf: leaf[:size], out)
 
     return wrapper
 
 
-__all__ = ["BATCH_AXIS", "batch_mesh", "pad_batch", "replicate", "shard_batch", "sharded"]
+__all__ = ["BATCH_AXIS", "batch_mesh", "distribute", "pad_batch", "replicate", "shard_batch", "sharded"]

@@ -30,6 +30,8 @@ from superpose.memory._checks import check_beta, memories_array, positive_int, s
 from superpose.memory.features import FEATURE_MAPS, PARTS, chunk_features, phase_chunk, projection_chunk
 from superpose.numerics import sincos
 
+#: below this D the sincos gradient pass folds the kernel sum into its matrix products.
+FOLD_MAX_DIM = 64
 #: "auto" stores the projection when it takes at most this many bytes (512 MiB).
 AUTO_STORE_BYTES = 512 * 2**20
 PROJECTIONS = ("auto", "stored", "regenerated")
@@ -348,9 +350,18 @@ def _pass(memory: DistributedMemory, states: jax.Array, want_grad: bool) -> tupl
         h = sqrt_beta * (states @ omega.T)
         if memory.feature_map == "sincos":
             sin, cos = sincos(h)
-            s = s + (cos @ t[0] + sin @ t[1]) / jnp.sqrt(memory.num_features)
-            if want_grad:
+            if want_grad and d <= FOLD_MAX_DIM:
+                # small D: s and ∇s from two products, cos·[t1 ω | t0] + sin·[−t0 ω | t1] (last
+                # column = s), which beats separate elementwise and matrix-vector passes
+                right_cos = jnp.concatenate([sqrt_beta * t[1][:, None] * omega, t[0][:, None]], axis=1)
+                right_sin = jnp.concatenate([-sqrt_beta * t[0][:, None] * omega, t[1][:, None]], axis=1)
+                both = (cos @ right_cos + sin @ right_sin) / jnp.sqrt(memory.num_features)
+                s, g = s + both[:, -1], g + both[:, :-1]
+            elif want_grad:  # large D: one product with the combined weights keeps the flops at 2·B·C·D
+                s = s + (cos @ t[0] + sin @ t[1]) / jnp.sqrt(memory.num_features)
                 g = g + sqrt_beta * ((cos * t[1] - sin * t[0]) @ omega) / jnp.sqrt(memory.num_features)
+            else:
+                s = s + (cos @ t[0] + sin @ t[1]) / jnp.sqrt(memory.num_features)
         else:
             scale = jnp.sqrt(2.0 / memory.num_features)
             sin, cos = sincos(h + phase)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
 from superpose.memory._checks import check_beta, memories_array, positive_float, positive_int, states_array
+from superpose.parallel import distribute
 
 
 class DescentResult(NamedTuple):
@@ -126,12 +127,18 @@ def descend(
         if betas.shape != (steps,):
             raise ValueError(f"betas must have shape (steps,) = ({steps},), got {betas.shape}")
         check_beta(betas, "betas")
+    # the query axis is split over every visible device (a no-op with one device)
+    (flat, free), (args, step, tol_value, schedule), n = distribute(
+        (flat, free),
+        (tuple(args), jnp.asarray(step_size, v.dtype), jnp.asarray(0.0 if tol is None else tol, v.dtype),
+         jnp.zeros((1,), v.dtype) if betas is None else betas),
+    )
     out, e, gnorm, taken, converged, trace = _descend(
-        energy, flat, tuple(args), free, jnp.asarray(step_size, v.dtype),
-        jnp.asarray(0.0 if tol is None else tol, v.dtype),
-        jnp.zeros((1,), v.dtype) if betas is None else betas,
+        energy, flat, args, free, step, tol_value, schedule,
         steps=steps, record=record, use_tol=tol is not None, use_betas=betas is not None,
     )
+    out, e, gnorm, taken, converged = (a[:n] for a in (out, e, gnorm, taken, converged))
+    trace = trace[:, :n] if record else trace
     reshape = lambda a: a.reshape(batch_shape)  # noqa: E731
     result = DescentResult(
         reshape(e), reshape(gnorm), reshape(taken), reshape(converged),
