@@ -152,7 +152,9 @@ def _error_cell(config: ErrorConfig, y: int, beta: float, k: int) -> dict[str, n
         rows["divergence"].append(jnp.linalg.norm(exact_out - approx_out, axis=-1))
         rows["clipped"].append(memory.floor_hits(queries))
         if y <= 20000:  # φ is Y wide; the sup is measured on memory–query pairs
-            rows["kernel_error_sup"].append(jnp.max(kernel_error(memory, queries[:64], xi[jnp.arange(64) % k]))[None])
+            pairs = min(64, config.queries)
+            rows["kernel_error_sup"].append(
+                jnp.max(kernel_error(memory, queries[:pairs], xi[jnp.arange(pairs) % k]))[None])
     out = {name: np.concatenate([np.asarray(v).reshape(-1) for v in values]) for name, values in rows.items() if values}
     out["exact_energy"] = np.asarray(exact_e)
     return out

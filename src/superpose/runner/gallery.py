@@ -33,7 +33,7 @@ class GalleryResult:
         return [r for r in self.records if r.status != "finished"]
 
 
-def _entry(exp: Experiment, record: RunRecord | None, out: Path) -> dict[str, Any]:
+def _entry(exp: Experiment, record: RunRecord | None) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": exp.name, "description": exp.description, "status": "pending"}
     if record is None:
         return entry
@@ -92,7 +92,7 @@ def run_gallery(
     records: dict[str, RunRecord] = {}
 
     def write_page() -> Path:
-        return write_gallery_page(out, [_entry(e, records.get(e.name), out) for e in selection], title)
+        return write_gallery_page(out, [_entry(e, records.get(e.name)) for e in selection], title)
 
     write_page()
     task = progress.add_task("gallery", total=len(selection)) if progress is not None else None

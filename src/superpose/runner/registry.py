@@ -74,8 +74,8 @@ def experiment(
         raise TypeError(f"config must be an ExperimentConfig subclass, got {config!r}")
 
     def register(fn: ExperimentFn) -> ExperimentFn:
-        text = description or (inspect.getdoc(fn) or "").strip().splitlines()[0:1]
-        text = text if isinstance(text, str) else (text[0] if text else name)
+        doc_lines = (inspect.getdoc(fn) or "").strip().splitlines()
+        text = description or (doc_lines[0] if doc_lines else name)
         if name in _REGISTRY and _REGISTRY[name].fn is not fn:
             raise ValueError(f"an experiment named {name!r} is already registered")
         entry = Experiment(name, text, config, fn, dict(quick or {}), in_gallery)
