@@ -103,8 +103,13 @@ def child_matmul() -> dict:
     a = jax.random.normal(jax.random.key(0), (4096, 4096))
     b = jax.random.normal(jax.random.key(1), (4096, 4096))
     f = jax.jit(jnp.matmul)
-    _, t = _timed(lambda: f(a, b), repeats=5)
-    return {"gflops": 2 * 4096**3 / t / 1e9}
+    jax.block_until_ready(f(a, b))
+    best = float("inf")
+    for _ in range(7):  # the ceiling is the best of several runs: this machine is shared and noisy
+        start = time.perf_counter()
+        jax.block_until_ready(f(a, b))
+        best = min(best, time.perf_counter() - start)
+    return {"gflops": 2 * 4096**3 / best / 1e9}
 
 
 def child_generator(d: int, y: int, chunk: int) -> dict:
