@@ -7,6 +7,7 @@ call skips the check (each function's docstring says what happens then).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -65,3 +66,21 @@ def broadcast_per_row(name: str, value: jax.Array, leading_shape: tuple[int, ...
             f"{name} must be a scalar or have the leading shape {leading_shape} of the values, "
             f"got shape {jnp.shape(value)}"
         ) from error
+
+
+def positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    """An integer >= minimum (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def positive_float(value: Any, name: str) -> float:
+    """A finite float > 0."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+    return number

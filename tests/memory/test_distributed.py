@@ -178,3 +178,14 @@ def test_bad_inputs_give_clear_errors():
     with pytest.raises(TypeError, match="PRNG key"):
         DistributedMemory.create(jnp.ones(3), 3, 10, 1.0)
     assert float(exact_kernel(jnp.zeros(3), jnp.zeros(3), 5.0)) == 1.0
+
+
+def test_floor_flags_from_the_same_pass_match_floor_hits():
+    memory = DistributedMemory.from_memories(jnp.eye(4), jax.random.key(8), 64, 200.0)
+    states = jnp.concatenate([jnp.eye(4), jnp.full((8, 4), 3.0)])
+    e, g, hits = memory.energy_and_grad(states, with_floor_hits=True)
+    e_only, hits_only = memory.energy(states, with_floor_hits=True)
+    np.testing.assert_array_equal(hits, memory.floor_hits(states))
+    np.testing.assert_array_equal(hits_only, hits)
+    np.testing.assert_allclose(e_only, e, rtol=1e-5, atol=1e-8)  # two summation orders in float32
+    assert hits[4:].all() and not hits[:4].any()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
-from superpose._validation import as_float_array, check_finite, is_concrete
+from superpose._validation import as_float_array, check_finite, is_concrete, positive_float, positive_int
+
+__all__ = ["check_beta", "memories_array", "positive_float", "positive_int", "states_array"]
 
 
 def check_beta(beta: Any, name: str = "beta") -> None:
@@ -35,21 +36,3 @@ def states_array(states: Any, dim: int, name: str = "states") -> jnp.ndarray:
         raise ValueError(f"{name} must have shape (..., {dim}) to match the memories' D = {dim}, got {v.shape}")
     check_finite(name, v)
     return v
-
-
-def positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    """An integer >= minimum (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def positive_float(value: Any, name: str) -> float:
-    """A finite float > 0."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number) or number <= 0:
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
-    return number

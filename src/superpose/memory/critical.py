@@ -11,20 +11,25 @@ from superpose.memory._checks import memories_array, positive_int
 from superpose.numerics import float64_enabled
 
 
-def memory_gradients(memories: Float[Array, "K D"], beta: float) -> Float[Array, "K D"]:
+def memory_weights(memories: Float[Array, "K D"], beta: float) -> Float[Array, "K K"]:
+    """Row μ: the softmax weights ``softmax_ν(−β/2 ‖ξ^μ − ξ^ν‖²)`` that memory μ gives every memory."""
+    xi = jnp.asarray(memories)
+    sq = jnp.sum((xi[:, None, :] - xi[None, :, :]) ** 2, axis=-1)
+    return jax.nn.softmax(-0.5 * beta * sq, axis=-1)
+
+
+def memory_gradients(memories: Float[Array, "K D"], beta: float, weights: Array | None = None) -> Float[Array, "K D"]:
     """∇E_β at each memory of the log-sum-exp energy, in closed form:
     ``Σ_ν softmax_ν(−β/2 ‖ξ^μ − ξ^ν‖²) (ξ^μ − ξ^ν)``."""
     xi = jnp.asarray(memories)
-    sq = jnp.sum((xi[:, None, :] - xi[None, :, :]) ** 2, axis=-1)
-    w = jax.nn.softmax(-0.5 * beta * sq, axis=-1)
+    w = memory_weights(xi, beta) if weights is None else weights
     return xi - w @ xi
 
 
-def memory_hessian_ok(memories: Float[Array, "K D"], beta: float) -> bool:
+def memory_hessian_ok(memories: Float[Array, "K D"], beta: float, weights: Array | None = None) -> bool:
     """True when the Hessian ``I − β Cov_w(ξ)`` is positive definite at every memory."""
     xi = jnp.asarray(memories)
-    sq = jnp.sum((xi[:, None, :] - xi[None, :, :]) ** 2, axis=-1)
-    w = jax.nn.softmax(-0.5 * beta * sq, axis=-1)
+    w = memory_weights(xi, beta) if weights is None else weights
 
     def largest_variance(weights):
         centred = (xi - weights @ xi) * jnp.sqrt(weights)[:, None]
@@ -77,8 +82,9 @@ def critical_beta(
         xi64 = jnp.asarray(xi, jnp.float64)
 
         def ok(beta: float) -> bool:
-            good = float(jnp.max(jnp.abs(memory_gradients(xi64, beta)))) <= atol
-            return good and (not check_hessian or memory_hessian_ok(xi64, beta))
+            w = memory_weights(xi64, beta)  # K×K distances and weights, once per β
+            good = float(jnp.max(jnp.abs(memory_gradients(xi64, beta, w)))) <= atol
+            return good and (not check_hessian or memory_hessian_ok(xi64, beta, w))
 
         if not ok(beta_max):
             raise ValueError(

@@ -219,23 +219,34 @@ class DistributedMemory(eqx.Module):
         return s.reshape(v.shape[:-1])
 
     def floor_hits(self, states: Float[Array, "... D"]) -> Bool[Array, "..."]:
-        """True where the kernel sum is at or below the floor, so the energy was clipped."""
-        v = self._states(states)
-        s, _ = _pass(self, v.reshape(-1, self.dim), False)
-        limit = math.log(self.floor) if self.feature_map == "positive" else self.floor
-        return (s <= limit).reshape(v.shape[:-1])
+        """True where the kernel sum is at or below the floor, so the energy was clipped.
 
-    def energy(self, states: Float[Array, "... D"]) -> Float[Array, "..."]:
-        """``Ẽ_β(v; T) = −(1/β) log max(⟨φ(v), T⟩, floor)``, shape ``(...)``."""
+        :meth:`energy` and :meth:`energy_and_grad` return the same flags from their own pass
+        with ``with_floor_hits=True``; use that rather than a second pass.
+        """
         v = self._states(states)
-        e, _ = _energy_and_grad(self, v.reshape(-1, self.dim), False)
-        return e.reshape(v.shape[:-1])
+        _, _, clipped = _energy_and_grad(self, v.reshape(-1, self.dim), False)
+        return clipped.reshape(v.shape[:-1])
 
-    def energy_and_grad(self, states: Float[Array, "... D"]) -> tuple[Float[Array, "..."], Float[Array, "... D"]]:
-        """Ẽ and ∇_v Ẽ in one pass over the directions (two Y×D products per state)."""
+    def energy(self, states: Float[Array, "... D"], with_floor_hits: bool = False):
+        """``Ẽ_β(v; T) = −(1/β) log max(⟨φ(v), T⟩, floor)``, shape ``(...)``.
+
+        With ``with_floor_hits=True`` returns ``(energy, floor_hits)`` from the same pass.
+        """
         v = self._states(states)
-        e, g = _energy_and_grad(self, v.reshape(-1, self.dim), True)
-        return e.reshape(v.shape[:-1]), g.reshape(v.shape)
+        e, _, clipped = _energy_and_grad(self, v.reshape(-1, self.dim), False)
+        e, clipped = e.reshape(v.shape[:-1]), clipped.reshape(v.shape[:-1])
+        return (e, clipped) if with_floor_hits else e
+
+    def energy_and_grad(self, states: Float[Array, "... D"], with_floor_hits: bool = False):
+        """Ẽ and ∇_v Ẽ in one pass over the directions (two Y×D products per state).
+
+        With ``with_floor_hits=True`` returns ``(energy, grad, floor_hits)`` from the same pass.
+        """
+        v = self._states(states)
+        e, g, clipped = _energy_and_grad(self, v.reshape(-1, self.dim), True)
+        out = (e.reshape(v.shape[:-1]), g.reshape(v.shape))
+        return (*out, clipped.reshape(v.shape[:-1])) if with_floor_hits else out
 
     # -- helpers --------------------------------------------------------------------------
     def _check_dim(self, d: int) -> None:
@@ -389,7 +400,7 @@ def _energy_and_grad(memory: DistributedMemory, states: jax.Array, want_grad: bo
         log_s = jnp.log(jnp.where(clipped, memory.floor, s))
         grad_log = jnp.where(clipped[:, None], 0.0, g / safe[:, None]) if want_grad else None
     energy = -log_s / memory.beta
-    return energy, (-grad_log / memory.beta if want_grad else None)
+    return energy, (-grad_log / memory.beta if want_grad else None), clipped
 
 
 def distributed_energy(state: Float[Array, " D"], memory: DistributedMemory) -> Float[Array, ""]:
@@ -399,14 +410,15 @@ def distributed_energy(state: Float[Array, " D"], memory: DistributedMemory) -> 
     identity, so ``jax.grad`` costs no second pass and stores no per-chunk residuals. It is the
     exact gradient in the state; derivatives in T, and second derivatives, are not provided.
     """
-    e, g = _energy_and_grad(memory, state[None, :], True)
+    e, g, _ = _energy_and_grad(memory, state[None, :], True)
     e, g = jax.lax.stop_gradient(e[0]), jax.lax.stop_gradient(g[0])
     return e + jnp.dot(state - jax.lax.stop_gradient(state), g)
 
 
 def _batched_distributed_energy(states: jax.Array, memory: DistributedMemory) -> tuple[jax.Array, jax.Array]:
     """(Ẽ, ∇Ẽ) for states of shape (N, D) in one pass: what descend uses per step."""
-    return _energy_and_grad(memory, states.astype(memory.T.dtype), True)
+    e, g, _ = _energy_and_grad(memory, states.astype(memory.T.dtype), True)
+    return e, g
 
 
 distributed_energy.batched = _batched_distributed_energy

@@ -57,7 +57,7 @@ def _landscape_cell(config: LandscapeConfig, beta: float) -> dict[str, np.ndarra
     axis = jnp.linspace(-config.extent, config.extent, config.grid)
     grid = jnp.stack(jnp.meshgrid(axis, axis), axis=-1).reshape(-1, 2)
     exact, _ = exact_energy_and_grad(xi, grid, beta)
-    approx = memory.energy(grid)
+    approx, clipped = memory.energy(grid, with_floor_hits=True)
     paths = {"exact": [queries], "approx": [queries]}
     for _ in range(config.segments):
         for name, (fn, args) in {"exact": (lse_energy, (xi, beta)), "approx": (distributed_energy, (memory,))}.items():
@@ -69,7 +69,7 @@ def _landscape_cell(config: LandscapeConfig, beta: float) -> dict[str, np.ndarra
     e_approx = exact_energy_and_grad(xi, approx_path.reshape(-1, 2), beta)[0].reshape(approx_path.shape[:2])
     return {
         "memories": xi, "exact": exact.reshape(config.grid, config.grid),
-        "approx": approx.reshape(config.grid, config.grid), "clipped": memory.floor_hits(grid).reshape(config.grid, -1),
+        "approx": approx.reshape(config.grid, config.grid), "clipped": clipped.reshape(config.grid, -1),
         "exact_path": exact_path, "approx_path": approx_path, "exact_path_energy": e_exact,
         "approx_path_energy": e_approx,
     }
@@ -145,12 +145,12 @@ def _error_cell(config: ErrorConfig, y: int, beta: float, k: int) -> dict[str, n
     rows = {"energy_error": [], "gradient_error": [], "divergence": [], "clipped": [], "kernel_error_sup": []}
     for key in jax.random.split(k_features, config.repeats):
         memory = DistributedMemory.from_memories(xi, key, y, beta)
-        e, g = memory.energy_and_grad(queries)
+        e, g, clipped = memory.energy_and_grad(queries, with_floor_hits=True)
         approx_out, _ = descend(distributed_energy, queries, memory, steps=config.steps, step_size=config.step_size)
         rows["energy_error"].append(jnp.abs(exact_e - e))
         rows["gradient_error"].append(jnp.linalg.norm(exact_g - g, axis=-1))
         rows["divergence"].append(jnp.linalg.norm(exact_out - approx_out, axis=-1))
-        rows["clipped"].append(memory.floor_hits(queries))
+        rows["clipped"].append(clipped)
         if y <= 20000:  # φ is Y wide; the sup is measured on memory–query pairs
             pairs = min(64, config.queries)
             rows["kernel_error_sup"].append(
@@ -182,6 +182,7 @@ def memory_error(config: ErrorConfig, run: RunContext) -> None:
     _, mean_e = series("Y", "energy_error", np.mean)
     _, clipped = series("Y", "clipped", np.mean)
     _, divergence = series("Y", "divergence")
+    _, gradient = series("Y", "gradient_error")
     sup_rows = [cells[n]["kernel_error_sup"].max() for n in names if n.startswith("Y=") and "kernel_error_sup" in cells[n]]
     bound = divergence_bound(cells[names[0]]["exact_energy"], beta=config.beta, num_memories=config.memories,
                              dim=config.dim, num_features=int(ys[-1]), steps=config.steps,
@@ -193,7 +194,7 @@ def memory_error(config: ErrorConfig, run: RunContext) -> None:
         clipped_fraction={f"{int(y)}": float(c) for y, c in zip(ys, clipped)},
         median_energy_error={f"{int(y)}": float(e) for y, e in zip(ys, median_e)},
         median_divergence={f"{int(y)}": float(d) for y, d in zip(ys, divergence)},
-        median_gradient_error={f"{int(y)}": float(g) for y, g in zip(ys, series("Y", "gradient_error")[1])},
+        median_gradient_error={f"{int(y)}": float(g) for y, g in zip(ys, gradient)},
         divergence_bound={"applicable": bound.applicable, "c1": bound.c1, "c2": bound.c2,
                           "largest_step_size_for_bound": bound.max_step_size},
     )

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from superpose._validation import positive_int
+
 MODEL_KINDS = ("relu", "linear")
 INITS = ("xavier_normal", "sign")
 
@@ -34,8 +36,7 @@ def init_params(key: jax.Array, n_models: int, n_features: int, n_hidden: int, i
     seed notebook's ``w / |w|``). Biases start at 0.
     """
     for name, value in (("n_models", n_models), ("n_features", n_features), ("n_hidden", n_hidden)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        positive_int(value, name)
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n_models))

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float
 
+from superpose._validation import positive_float, positive_int
 from superpose.toy.data import Features, sample
 from superpose.toy.models import ToyParams, forward
 
@@ -112,11 +113,10 @@ def train(
         raise ValueError(f"loss_reduction must be one of {REDUCTIONS}, got {loss_reduction!r}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    for name, value in (("steps", steps), ("batch", batch)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if not learning_rate > 0 or not weight_decay >= 0:
-        raise ValueError("learning_rate must be > 0 and weight_decay >= 0")
+    steps, batch = positive_int(steps, "steps"), positive_int(batch, "batch")
+    learning_rate = positive_float(learning_rate, "learning_rate")
+    if not weight_decay >= 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
     ids = jnp.arange(m) if model_ids is None else jnp.asarray(model_ids)
     params, losses = _train(params, features.density, imp, ids, key, parents=features.parents, kind=kind,
                             steps=steps, batch=batch, optimizer=optimizer, reduction=loss_reduction,
