@@ -182,10 +182,13 @@ def test_bad_inputs_give_clear_errors():
 
 def test_floor_flags_from_the_same_pass_match_floor_hits():
     memory = DistributedMemory.from_memories(jnp.eye(4), jax.random.key(8), 64, 200.0)
-    states = jnp.concatenate([jnp.eye(4), jnp.full((8, 4), 3.0)])
+    far = jnp.full((32, 4), 3.0) + jax.random.normal(jax.random.key(9), (32, 4))
+    states = jnp.concatenate([jnp.eye(4), far])
     e, g, hits = memory.energy_and_grad(states, with_floor_hits=True)
     e_only, hits_only = memory.energy(states, with_floor_hits=True)
     np.testing.assert_array_equal(hits, memory.floor_hits(states))
     np.testing.assert_array_equal(hits_only, hits)
     np.testing.assert_allclose(e_only, e, rtol=1e-5, atol=1e-8)  # two summation orders in float32
-    assert hits[4:].all() and not hits[:4].any()
+    # at the memories the kernel sum is about 1; far away it is noise of either sign, so some clip
+    assert hits[4:].any() and not hits[:4].any()
+    np.testing.assert_array_equal(hits, memory.kernel_sum(states) <= memory.floor)
