@@ -36,7 +36,7 @@ def test_a_model_trains_the_same_alone_and_inside_ten_thousand():
     i = 1234
     alone_params = ToyParams(params.W[i:i + 1], params.b[i:i + 1])
     alone = train(jax.random.key(1), alone_params, make_features(density[i:i + 1]), importance[i:i + 1],
-                  steps=60, batch=32, learning_rate=1e-2, weight_decay=1e-2, model_ids=jnp.array([i]))
+                  steps=60, batch=32, learning_rate=1e-2, weight_decay=1e-2, streams=[i])
     np.testing.assert_allclose(alone.params.W[0], big.params.W[i], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(alone.params.b[0], big.params.b[i], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(alone.losses[:, 0], big.losses[:, i], rtol=1e-5, atol=1e-7)
@@ -66,7 +66,7 @@ def test_hierarchical_sampling_statistics_and_validation():
     np.testing.assert_allclose(np.asarray(x)[on].mean(), 0.5, atol=0.01)
     # different models see independent data; the same model id sees the same data
     assert float(jnp.corrcoef(x[:, 0, 0], x[:, 1, 0])[0, 1]) < 0.05
-    again = sample(jax.random.key(4), make_features(features.density[1:2], [-1, 0, 1]), 20_000, jnp.array([1]))
+    again = sample(jax.random.key(4), make_features(features.density[1:2], [-1, 0, 1]), 20_000, [1])
     np.testing.assert_array_equal(again[:, 0], x[:, 1])
     with pytest.raises(ValueError, match="cycle"):
         make_features(jnp.full((1, 3), 0.5), parents=[2, 0, 1])
