@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 EXPERIMENT_MODULES: tuple[str, ...] = (
     "superpose.numerics.experiments",
     "superpose.memory.experiments",
+    "superpose.toy.experiments",
 )
 
 ExperimentFn = Callable[[Any, "RunContext"], None]

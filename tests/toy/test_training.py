@@ -1,0 +1,71 @@
+"""Training paths agree: groups (common random numbers), chunks, the matmul and plane layouts."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import superpose.toy.training as training
+from superpose.toy import ToyParams, init_params, make_features, train
+
+
+def _setup(m, n, hidden, density=0.3):
+    params = init_params(jax.random.key(0), m, n, hidden)
+    importance = jnp.asarray(0.9 ** np.arange(n))[None].repeat(m, 0) * jnp.linspace(0.5, 2, m)[:, None]
+    return params, make_features(jnp.full((m, n), density)), importance
+
+
+def _same(a, b):
+    np.testing.assert_allclose(a.params.W, b.params.W, rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(a.params.b, b.params.b, rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(a.losses, b.losses, rtol=2e-5, atol=1e-7)
+
+
+def test_a_model_in_a_group_trains_as_alone_on_the_group_stream():
+    params, features, importance = _setup(12, 2, 1)
+    options = dict(steps=40, batch=64, learning_rate=1e-2, weight_decay=1e-3)
+    grouped = train(jax.random.key(1), params, features, importance, group_size=4, streams=[7, 3, 9], **options)
+    i = 6  # group 1 → stream 3
+    alone = train(jax.random.key(1), ToyParams(params.W[i:i + 1], params.b[i:i + 1]),
+                  make_features(features.density[i:i + 1]), importance[i:i + 1], streams=[3], **options)
+    np.testing.assert_allclose(alone.params.W[0], grouped.params.W[i], rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(alone.losses[:, 0], grouped.losses[:, i], rtol=2e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_chunks_give_the_same_result_as_one_call(reduction):
+    params, features, importance = _setup(10, 3, 2)
+    options = dict(steps=30, batch=32, learning_rate=1e-2, weight_decay=1e-3, optimizer="adam_coupled_decay",
+                   loss_reduction=reduction, log_every=5)
+    _same(train(jax.random.key(2), params, features, importance, **options),
+          train(jax.random.key(2), params, features, importance, chunk=4, **options))
+
+
+@pytest.mark.parametrize("kind", ["relu", "linear"])
+def test_the_plane_and_matmul_layouts_agree(kind, monkeypatch):
+    params, features, importance = _setup(6, 5, 2, density=0.2)
+    options = dict(steps=25, batch=48, learning_rate=5e-3, kind=kind, schedule="cosine")
+    planes = train(jax.random.key(3), params, features, importance, **options)
+    monkeypatch.setattr(training, "PLANES_MAX_WEIGHTS", 0)
+    training._train.clear_cache()
+    matmul = train(jax.random.key(3), params, features, importance, **options)
+    training._train.clear_cache()
+    _same(planes, matmul)
+
+
+def test_learning_curves_fall_and_bad_settings_are_refused():
+    params, features, importance = _setup(4, 5, 2, density=0.1)
+    result = train(jax.random.key(4), params, features, importance, steps=600, batch=256, learning_rate=1e-2,
+                   log_every=100)
+    assert result.losses.shape == (6, 4)
+    assert np.all(result.losses[-1] < 0.8 * result.losses[0])
+    with pytest.raises(ValueError, match="multiple of log_every"):
+        train(jax.random.key(0), params, features, importance, steps=10, log_every=3)
+    with pytest.raises(ValueError, match="schedule"):
+        train(jax.random.key(0), params, features, importance, steps=1, schedule="linear")
+    with pytest.raises(ValueError, match="streams"):
+        train(jax.random.key(0), params, features, importance, steps=1, streams=[0, 1])
+    with pytest.raises(ValueError, match="weight_decay"):
+        train(jax.random.key(0), params, features, importance, steps=1, weight_decay=float("nan"))
