@@ -93,6 +93,7 @@ def main() -> None:
         seed_step = seed_loop(args.steps) / args.steps
         rows.append({"what": "seed PyTorch loop", "models": MODELS, "s_per_step": seed_step,
                      "panel_800_s": seed_loop(args.panel) if args.panel else float("nan"), "speedup": 1.0})
+        print(rows[-1], flush=True)
     except ImportError:
         seed_step = float("nan")
         print("torch is not installed: `pip install torch` to time the seed's loop")
@@ -102,18 +103,24 @@ def main() -> None:
         first, again = superpose_run(args.panel, MODELS, group) if args.panel else (float("nan"), float("nan"))
         rows.append({"what": label, "models": MODELS, "s_per_step": step, "panel_800_s": first,
                      "panel_800_s_compiled": again, "speedup": seed_step / step})
+        print(rows[-1], flush=True)
     for group in (1, 40):
         _, warm = superpose_run(20, args.million, group)
         rows.append({"what": f"superpose, {args.million:,} models, group {group}", "models": args.million,
                      "s_per_step": warm / 20, "model_steps_per_s": args.million * 20 / warm})
+        print(rows[-1], flush=True)
+    write_results("toy", rows, extra)
     if args.hierarchy:
         from superpose.runner import run_experiment
 
         for exact in (False, True):
             with tempfile.TemporaryDirectory() as tmp:
                 start = time.perf_counter()
-                run_experiment("toy-hierarchy", {"exact": str(exact).lower()}, Path(tmp) / "run", quick=False)
+                record = run_experiment("toy-hierarchy", {"exact": str(exact).lower()}, Path(tmp) / "run")
                 extra[f"toy_hierarchy_full_s_exact_{str(exact).lower()}"] = time.perf_counter() - start
+                if exact:
+                    extra["toy_hierarchy_agreement"] = {k: record.metrics[k] for k in
+                                                        ("analytic_agreement", "majority_agreement")}
         print(extra)
     print_table(rows)
     print("wrote", write_results("toy", rows, extra))

@@ -44,3 +44,11 @@ def test_bad_toy_configs_are_refused(tmp_path):
         run_experiment("toy-hierarchy", {"p_feature1": "0.5,1.5"}, tmp_path / "a", quick=True)
     with pytest.raises(ValueError):
         run_experiment("toy-phase", {"members": "0"}, tmp_path / "b", quick=True)
+    with pytest.raises(ValueError, match="smaller than features"):
+        run_experiment("toy-geometry", {"features": "10", "hidden": "10"}, tmp_path / "c", quick=True)
+    from superpose.toy import init_params
+    import jax
+
+    with pytest.raises(ValueError, match="allow_more_hidden"):
+        init_params(jax.random.key(0), 2, 3, 5)
+    assert init_params(jax.random.key(0), 2, 3, 5, allow_more_hidden=True).W.shape == (2, 5, 3)

@@ -110,6 +110,10 @@ class PhaseConfig(ExperimentConfig):
     loss_reduction: str = param("sum", "how per-model losses combine", choices=REDUCTIONS)
     starts: int = param(6, "starting points per cell for the exact minimum", low=1, high=64)
 
+    def check(self) -> None:
+        if self.steps % min(self.steps, 100):
+            raise ValueError(f"steps ({self.steps}) must be a multiple of 100 (or below 100): curves keep 100 points")
+
 
 def _phase_axes(config):
     return np.logspace(-1, 1, config.grid), np.logspace(-2, 0, config.grid)
@@ -231,6 +235,10 @@ class HierarchyConfig(ExperimentConfig):
     loss_reduction: str = param("sum", "how per-model losses combine (the seed's: mean)", choices=REDUCTIONS)
     exact: bool = param(True, "overlay the exact minimum-loss boundaries")
     starts: int = param(6, "starting points per cell for the exact minimum", low=1, high=64)
+
+    def check(self) -> None:
+        if self.steps % min(self.steps, 100):
+            raise ValueError(f"steps ({self.steps}) must be a multiple of 100 (or below 100): curves keep 100 points")
 
 
 def _hierarchy_grid(config, p1):
@@ -376,6 +384,11 @@ class GeometryConfig(ExperimentConfig):
     steps: int = param(4000, "training steps for the sweep", low=1)
     batch: int = param(1024, "batch size", low=1)
     learning_rate: float = param(1e-3, "AdamW learning rate", low=1e-8, high=10.0)
+
+    def check(self) -> None:
+        if self.hidden >= self.features:
+            raise ValueError(f"hidden (m = {self.hidden}) must be smaller than features (n = {self.features}): "
+                             "with m >= n every feature gets its own dimension and nothing is superposed")
 
 
 FRACTIONS = (1.0, 3 / 4, 2 / 3, 1 / 2, 2 / 5, 3 / 8)

@@ -29,14 +29,19 @@ class ToyParams(NamedTuple):
     b: Float[Array, "M n"]
 
 
-def init_params(key: jax.Array, n_models: int, n_features: int, n_hidden: int, init: str = "xavier_normal") -> ToyParams:
+def init_params(key: jax.Array, n_models: int, n_features: int, n_hidden: int, init: str = "xavier_normal",
+                allow_more_hidden: bool = False) -> ToyParams:
     """Initial parameters; model i's draw depends only on ``fold_in(key, i)``, not on M.
 
     ``"xavier_normal"`` (TMS's default): entries ~ N(0, 2/(m + n)). ``"sign"``: entries ±1 (the
-    seed notebook's ``w / |w|``). Biases start at 0.
+    seed notebook's ``w / |w|``). Biases start at 0. More hidden units than features (m > n) leaves
+    nothing to superpose and is refused unless ``allow_more_hidden=True``.
     """
     for name, value in (("n_models", n_models), ("n_features", n_features), ("n_hidden", n_hidden)):
         positive_int(value, name)
+    if n_hidden > n_features and not allow_more_hidden:
+        raise ValueError(f"n_hidden = {n_hidden} > n_features = {n_features}: every feature would get its own "
+                         "dimension; pass allow_more_hidden=True if that is meant")
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n_models))

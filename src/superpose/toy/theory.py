@@ -33,6 +33,7 @@ from superpose.toy.data import Features
 from superpose.toy.metrics import classify_pair
 
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(4)
+_FLAT = 1e-12
 
 
 def relu_square_error(a, c, d, alpha, gamma):
@@ -41,8 +42,12 @@ def relu_square_error(a, c, d, alpha, gamma):
     alpha, gamma ∈ {0, 1} (at most one of them 1); all arguments broadcast together.
     """
     a, c, d, alpha, gamma = jnp.broadcast_arrays(a, c, d, alpha, gamma)
-    safe_a = jnp.where(a == 0, 1.0, a)
-    cuts = jnp.stack([jnp.where(a == 0, 0.5, -d / safe_a), jnp.where(a == 0, 0.5, -(c + d) / safe_a)], -1)
+    # slopes this small change the loss by < 1e-12 but would overflow −d/a (and its gradient)
+    a = jnp.where(jnp.abs(a) < _FLAT, 0.0, a)
+    c = jnp.where(jnp.abs(c) < _FLAT, 0.0, c)
+    flat_a = a == 0
+    safe_a = jnp.where(flat_a, 1.0, a)
+    cuts = jnp.stack([jnp.where(flat_a, 0.5, -d / safe_a), jnp.where(flat_a, 0.5, -(c + d) / safe_a)], -1)
     cuts = jnp.sort(jnp.clip(cuts, 0.0, 1.0), axis=-1)
     left = jnp.concatenate([jnp.zeros_like(cuts[..., :1]), cuts], -1)  # (..., 3) pieces of [0, 1]
     half = (jnp.concatenate([cuts, jnp.ones_like(cuts[..., :1])], -1) - left) / 2
@@ -198,6 +203,9 @@ def exact_minimum(features: Features, importance: Float[Array, "M 2"], *, starts
         imp64 = jnp.asarray(imp)
         near = _descend(theta0.astype(jnp.float32), probabilities.astype(jnp.float32), imp64.astype(jnp.float32))
         theta, losses = _polish(near.astype(jnp.float64), probabilities, imp64)
+        losses = jnp.where(jnp.all(jnp.isfinite(theta), -1), losses, jnp.inf)
+        if not bool(jnp.all(jnp.any(jnp.isfinite(losses), axis=1))):
+            raise FloatingPointError("the exact minimisation diverged from every start in some cell")
         best = jnp.argmin(losses, axis=1)
         theta = jnp.take_along_axis(theta, best[:, None, None], axis=1)[:, 0]
         loss = jnp.take_along_axis(losses, best[:, None], axis=1)[:, 0]
