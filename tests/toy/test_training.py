@@ -69,3 +69,34 @@ def test_learning_curves_fall_and_bad_settings_are_refused():
         train(jax.random.key(0), params, features, importance, steps=1, streams=[0, 1])
     with pytest.raises(ValueError, match="weight_decay"):
         train(jax.random.key(0), params, features, importance, steps=1, weight_decay=float("nan"))
+
+
+SHARDED = """
+import json, sys
+import jax, jax.numpy as jnp, numpy as np
+from superpose.toy import init_params, make_features, train
+params = init_params(jax.random.key(0), 10, 2, 1)
+features = make_features(jnp.full((10, 2), 0.4), parents=[-1, 0])
+importance = jnp.stack([jnp.ones(10), jnp.linspace(0.5, 2, 10)], -1)
+out = train(jax.random.key(1), params, features, importance, steps=30, batch=64, learning_rate=1e-2,
+            group_size=2, chunk=6)
+print(json.dumps({"devices": len(jax.devices()), "W": np.asarray(out.params.W).tolist(),
+                  "losses": np.asarray(out.losses).tolist()}))
+"""
+
+
+def test_sharding_over_devices_gives_the_same_models():
+    import json
+    import os
+    import subprocess
+    import sys
+
+    runs = {}
+    for count in (1, 4):
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}", "JAX_PLATFORMS": "cpu"}
+        done = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[count] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert runs[4]["devices"] == 4
+    np.testing.assert_allclose(runs[4]["W"], runs[1]["W"], rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(runs[4]["losses"], runs[1]["losses"], rtol=2e-5, atol=1e-7)
