@@ -13,6 +13,7 @@ from superpose.toy.data import make_features
 from superpose.toy.figures import CLASS_COLOURS, boundary_segments, class_rgb, css, legend_image, phase_rgb
 from superpose.toy.metrics import (
     SOLUTION_CLASSES,
+    best_of,
     classify_pair,
     cosines,
     dimensionality,
@@ -35,8 +36,8 @@ def _pyplot():
 
 
 def _majority(classes: np.ndarray) -> np.ndarray:
-    """Most frequent class per row of (cells, members)."""
-    counts = np.stack([(classes == c).sum(-1) for c in range(len(SOLUTION_CLASSES))], -1)
+    """Most frequent class over the last (members) axis."""
+    counts = np.stack([(classes == c).sum(-1) for c in range(len(SOLUTION_CLASSES))], -1)  # (..., classes)
     return np.argmax(counts, -1)
 
 
@@ -55,7 +56,7 @@ def _two_feature_sweep(key, density, importance, parents, members, config) -> di
     result = train(k_data, params, features, imp, steps=config.steps, batch=config.batch,
                    learning_rate=config.learning_rate, weight_decay=config.weight_decay, schedule=config.schedule,
                    optimizer=config.optimizer, loss_reduction=config.loss_reduction, streams=streams,
-                   group_size=cols, log_every=config.steps // min(config.steps, 100))
+                   group_size=cols, log_every=config.steps // min(config.steps, CURVE_POINTS))
     W, b = result.params
     loss = model_expected_loss(W, b, features, imp)
 
@@ -71,11 +72,20 @@ def _two_feature_sweep(key, density, importance, parents, members, config) -> di
 
 
 def _agreement(cell: dict[str, np.ndarray], exact_class: np.ndarray) -> dict[str, float]:
-    best = np.take_along_axis(cell["solution"], np.argmin(cell["loss"], -1)[..., None], -1)[..., 0]
-    majority = _majority(cell["solution"].reshape(-1, cell["solution"].shape[-1])).reshape(best.shape)
+    best = np.asarray(best_of(cell["solution"], cell["loss"]))
+    majority = _majority(cell["solution"])
     return {"analytic_agreement": float(np.mean(best == exact_class)),
             "majority_agreement": float(np.mean(majority == exact_class)),
             "member_agreement": float(np.mean(cell["solution"] == exact_class[..., None]))}
+
+
+CURVE_POINTS = 100  # learning-curve windows kept per model
+
+
+def _check_curve_steps(steps: int) -> None:
+    if steps % min(steps, CURVE_POINTS):
+        raise ValueError(f"steps ({steps}) must be a multiple of {CURVE_POINTS} (or below it): "
+                         f"learning curves keep {CURVE_POINTS} windows")
 
 
 def _log_axes(ax, xlabel, ylabel):
@@ -111,8 +121,7 @@ class PhaseConfig(ExperimentConfig):
     starts: int = param(6, "starting points per cell for the exact minimum", low=1, high=64)
 
     def check(self) -> None:
-        if self.steps % min(self.steps, 100):
-            raise ValueError(f"steps ({self.steps}) must be a multiple of 100 (or below 100): curves keep 100 points")
+        _check_curve_steps(self.steps)
 
 
 def _phase_axes(config):
@@ -136,12 +145,11 @@ def toy_phase(config: PhaseConfig, run: RunContext) -> None:
     theory = run.cell("exact", exact)
     cell = run.cell("train", lambda: _two_feature_sweep(run.key, density, importance, None, config.members, config))
     agree = _agreement(cell, theory["solution"])
-    closed = candidate_losses(S, R)
-    closed_class = np.argmin(np.stack([closed["not_learned"], closed["dedicated"], closed["antipodal"]]), 0)
-    closed_class = np.array([0, 1, 2])[closed_class]
-    gain = (np.minimum(np.minimum(closed["not_learned"], closed["dedicated"]), closed["antipodal"]) - theory["loss"])
-    gain = gain / np.minimum(np.minimum(closed["not_learned"], closed["dedicated"]), closed["antipodal"])
-    best = np.take_along_axis(cell["solution"], np.argmin(cell["loss"], -1)[..., None], -1)[..., 0]
+    closed = candidate_losses(S, R)  # keys in SOLUTION_CLASSES order: class index = argmin
+    stacked = np.stack([closed[name] for name in SOLUTION_CLASSES[:3]])
+    closed_class, closed_best = np.argmin(stacked, 0), np.min(stacked, 0)
+    gain = (closed_best - theory["loss"]) / closed_best
+    best = np.asarray(best_of(cell["solution"], cell["loss"]))
     stalled = np.mean((cell["solution"] != theory["solution"][..., None]), -1)
     run.log_metrics(
         **agree,
@@ -237,8 +245,7 @@ class HierarchyConfig(ExperimentConfig):
     starts: int = param(6, "starting points per cell for the exact minimum", low=1, high=64)
 
     def check(self) -> None:
-        if self.steps % min(self.steps, 100):
-            raise ValueError(f"steps ({self.steps}) must be a multiple of 100 (or below 100): curves keep 100 points")
+        _check_curve_steps(self.steps)
 
 
 def _hierarchy_grid(config, p1):
@@ -274,10 +281,9 @@ def toy_hierarchy(config: HierarchyConfig, run: RunContext) -> None:
     metrics, mean_norm = {}, []
     views = {"colour": {}, "class": {}}
     for index, (p1, cell) in enumerate(panels.items()):
-        flat = lambda a: a.reshape(-1, a.shape[-1])  # noqa: E731
-        norm = np.asarray(drop_worst_mean(flat(cell["norm2"]), flat(cell["loss"]))).reshape(x.size * 0 + y.size, -1)
-        sup = np.asarray(drop_worst_mean(flat(cell["superposition2"]), flat(cell["loss"]))).reshape(norm.shape)
-        best = np.take_along_axis(cell["solution"], np.argmin(cell["loss"], -1)[..., None], -1)[..., 0]
+        norm = np.asarray(drop_worst_mean(cell["norm2"], cell["loss"]))
+        sup = np.asarray(drop_worst_mean(cell["superposition2"], cell["loss"]))
+        best = np.asarray(best_of(cell["solution"], cell["loss"]))
         views["colour"][p1], views["class"][p1] = (norm, sup, cell), best
         mean_norm.append(float(np.mean(np.linalg.norm(cell["W"], axis=-1))))
         entry = {"mean_weight_norm": mean_norm[-1],

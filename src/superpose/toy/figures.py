@@ -64,5 +64,5 @@ def boundary_segments(labels: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple
 
 def legend_image(resolution: int = 64) -> np.ndarray:
     """The seed's colour-map legend: rows ‖W₂‖ from 0 (bottom) to 1, columns superposition 0 → 1."""
-    axis = np.linspace(0, 1, resolution)
-    return phase_rgb(axis[:, None] + 0 * axis[None], axis[None, :] + 0 * axis[:, None])
+    superposition, norm = np.meshgrid(np.linspace(0, 1, resolution), np.linspace(0, 1, resolution))
+    return phase_rgb(norm, superposition)

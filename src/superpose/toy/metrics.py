@@ -69,13 +69,13 @@ def classify_pair(W: Float[Array, "*M m 2"], threshold: float = 0.5, cosine: flo
     )
 
 
-def drop_worst_mean(values: Float[Array, "cells members"], losses: Float[Array, "cells members"]):
-    """TMS's aggregation: drop each cell's highest-loss member, average the rest."""
+def drop_worst_mean(values: Float[Array, "*cells members"], losses: Float[Array, "*cells members"]):
+    """TMS's aggregation: drop each cell's highest-loss member, average the rest (last axis)."""
     worst = jnp.argmax(losses, axis=-1)
-    keep = jnp.arange(losses.shape[-1])[None, :] != worst[:, None]
+    keep = jnp.arange(losses.shape[-1]) != worst[..., None]
     return jnp.sum(jnp.where(keep, values, 0.0), axis=-1) / jnp.maximum(jnp.sum(keep, axis=-1), 1)
 
 
-def best_of(values: Float[Array, "cells members"], losses: Float[Array, "cells members"]):
-    """The value of each cell's lowest-loss member."""
-    return jnp.take_along_axis(values, jnp.argmin(losses, axis=-1)[:, None], axis=-1)[:, 0]
+def best_of(values: Float[Array, "*cells members"], losses: Float[Array, "*cells members"]):
+    """The value of each cell's lowest-loss member (last axis)."""
+    return jnp.take_along_axis(values, jnp.argmin(losses, axis=-1)[..., None], axis=-1)[..., 0]

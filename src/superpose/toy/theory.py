@@ -31,6 +31,7 @@ from jaxtyping import Array, Float
 from superpose.numerics.precision import float64_enabled
 from superpose.toy.data import Features
 from superpose.toy.metrics import classify_pair
+from superpose.toy.training import check_importance
 
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(4)
 _FLAT = 1e-12
@@ -114,6 +115,9 @@ def candidate_losses(density: Float[Array, "*cells"], ratio: Float[Array, "*cell
     return {"not_learned": r * (s / 3 - s**2 / 4), "dedicated": s / 3 - s**2 / 4, "antipodal": (1 + r) * s**2 / 6}
 
 
+_expected_loss_jit = jax.jit(expected_loss)
+
+
 class ExactMinimum(NamedTuple):
     """The lowest expected loss found per cell, its parameters (w₁, w₂, b₁, b₂) and class index."""
 
@@ -171,16 +175,18 @@ def _polish(theta, probabilities, importance):
         return (hess + jnp.swapaxes(hess, -1, -2)) / 2
 
     def step(carry, _):
-        t, damping = carry
+        t, current, damping = carry
         g = grad(t)
         move = jnp.linalg.solve(hessian(t, g) + damping[..., None, None] * jnp.eye(4), g[..., None])[..., 0]
         trial = t - move
-        better = loss(trial) < loss(t)
-        return (jnp.where(better[..., None], trial, t), jnp.where(better, damping / 3, damping * 4)), None
+        trial_loss = loss(trial)
+        better = trial_loss < current
+        return (jnp.where(better[..., None], trial, t), jnp.where(better, trial_loss, current),
+                jnp.where(better, damping / 3, damping * 4)), None
 
-    (theta, _), _ = jax.lax.scan(step, (theta, jnp.full(theta.shape[:-1], 1e-3, theta.dtype)), None,
-                                 length=NEWTON_STEPS)
-    return theta, loss(theta)
+    start = (theta, loss(theta), jnp.full(theta.shape[:-1], 1e-3, theta.dtype))
+    (theta, final, _), _ = jax.lax.scan(step, start, None, length=NEWTON_STEPS)
+    return theta, final
 
 
 def exact_minimum(features: Features, importance: Float[Array, "M 2"], *, starts: int = 6,
@@ -193,16 +199,13 @@ def exact_minimum(features: Features, importance: Float[Array, "M 2"], *, starts
     """
     if features.density.shape[-1] != 2:
         raise ValueError("the exact minimum is implemented for two features and one hidden unit")
-    imp = np.asarray(importance, np.float64)
-    if imp.shape != tuple(features.density.shape) or not np.all(np.isfinite(imp)) or np.any(imp <= 0):
-        raise ValueError(f"importance must be finite, > 0 and of shape {tuple(features.density.shape)}")
     with float64_enabled():
+        imp = check_importance(importance, *features.density.shape, dtype=jnp.float64)
         probabilities = jnp.asarray(np.asarray(pattern_probabilities(features), np.float64))
         key = jax.random.key(0) if key is None else key
         theta0 = _starts(probabilities, starts, key)
-        imp64 = jnp.asarray(imp)
-        near = _descend(theta0.astype(jnp.float32), probabilities.astype(jnp.float32), imp64.astype(jnp.float32))
-        theta, losses = _polish(near.astype(jnp.float64), probabilities, imp64)
+        near = _descend(theta0.astype(jnp.float32), probabilities.astype(jnp.float32), imp.astype(jnp.float32))
+        theta, losses = _polish(near.astype(jnp.float64), probabilities, imp)
         losses = jnp.where(jnp.all(jnp.isfinite(theta), -1), losses, jnp.inf)
         if not bool(jnp.all(jnp.any(jnp.isfinite(losses), axis=1))):
             raise FloatingPointError("the exact minimisation diverged from every start in some cell")
@@ -222,4 +225,5 @@ def model_expected_loss(W: Float[Array, "M 1 2"], b: Float[Array, "M 2"], featur
         theta = jnp.concatenate([jnp.asarray(np.asarray(W[:, 0]), jnp.float64),
                                  jnp.asarray(np.asarray(b), jnp.float64)], -1)
         probabilities = jnp.asarray(np.asarray(pattern_probabilities(features)), jnp.float64)
-        return np.asarray(jax.jit(expected_loss)(theta, probabilities, jnp.asarray(np.asarray(importance), jnp.float64)))
+        imp = check_importance(importance, W.shape[0], 2, dtype=jnp.float64)
+        return np.asarray(_expected_loss_jit(theta, probabilities, imp))

@@ -112,9 +112,8 @@ def _train(W, b, importance, density, stream_ids, key, *, structure, kind, steps
            scale, learning_rate, weight_decay, schedule):
     groups = stream_ids.shape[0]
     planes = W.shape[1] * W.shape[2] <= PLANES_MAX_WEIGHTS
-    params = _to_internal(W, b, importance, groups, planes)
-    imp = params[2]
-    params = params[:2]
+    *params, imp = _to_internal(W, b, importance, groups, planes)
+    params = tuple(params)
     group_density = density.T[:, :, None]  # (n, S, 1)
     losses_fn = _planes_losses if planes else _matmul_losses
     rate = (optax.cosine_decay_schedule(learning_rate, steps, alpha=0.01) if schedule == "cosine"
@@ -141,9 +140,9 @@ def _train(W, b, importance, density, stream_ids, key, *, structure, kind, steps
     return (*_to_public(*params, planes), curves)
 
 
-def check_importance(importance, m: int, n: int) -> jax.Array:
+def check_importance(importance, m: int, n: int, dtype=jnp.float32) -> jax.Array:
     """Per-model, per-feature importances of shape (M, n), finite and > 0."""
-    imp = jnp.asarray(importance, jnp.float32)
+    imp = jnp.asarray(importance, dtype)
     if imp.shape != (m, n):
         raise ValueError(f"importance must have shape (M, n) = ({m}, {n}), got {imp.shape}")
     if not bool(jnp.all(jnp.isfinite(imp))) or not bool(jnp.all(imp > 0)):
