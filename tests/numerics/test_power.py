@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
-from superpose.numerics import choice_probabilities, masked_power_scale, power_scale
+from superpose.numerics import (
+    choice_probabilities,
+    log_choice_probabilities,
+    log_choice_probability_of,
+    masked_power_scale,
+    power_scale,
+)
 from superpose.numerics import float64_enabled
 from superpose.numerics.experiments import scale_then_mask
 
@@ -230,3 +239,45 @@ def test_property_float32_matches_float64_and_reference(values, scale):
     np.testing.assert_allclose(out64, expected, rtol=1e-9, atol=1e-300)
     representable = out64 > 1e-30  # float32 flushes below ~1e-38; compare where it does not underflow
     np.testing.assert_allclose(out32[representable], out64[representable], rtol=5e-4)
+
+
+def _log_luce_float64(values, mask, scale):
+    """Exact log Luce probabilities in float64 with Python's math (independent of superpose)."""
+    out = []
+    for v, m in zip(values, mask):
+        live = [math.log(x) * scale for x, hidden in zip(v, m) if not hidden and x > 0]
+        top = max(live)
+        log_total = top + math.log(sum(math.exp(t - top) for t in live))
+        out.append([-math.inf if hidden or x == 0 else math.log(x) * scale - log_total for x, hidden in zip(v, m)])
+    return np.array(out)
+
+
+def test_log_choice_probabilities_do_not_underflow_in_float32():
+    values = np.array([[0.05, 1e8, 3.0, 2.8, 2.5], [1.0, 2.0, 3.0, 4.0, 0.0]])
+    mask = np.array([[False, True, False, False, False], [False, False, False, False, False]])
+    expected = _log_luce_float64(values, mask, 100.0)
+    got = np.asarray(log_choice_probabilities(jnp.asarray(values, jnp.float32), mask, 100.0))
+    finite = np.isfinite(expected)
+    np.testing.assert_array_equal(np.isfinite(got), finite)
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-5, atol=1e-6)
+    assert got[0, 0] < -400  # (0.05/3)^100 ≈ 1e-178: below float32's range, still exact in log space
+    picked = np.asarray(log_choice_probability_of(jnp.asarray(values, jnp.float32), mask, 100.0, np.array([0, 3])))
+    np.testing.assert_allclose(picked, [expected[0, 0], expected[1, 3]], rtol=1e-5, atol=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=arrays(np.float64, (3, 6), elements=st.floats(0.0, 1e3)),
+    hidden=arrays(np.bool_, (3, 6)),
+    scale=st.floats(0.0, 100.0),
+    index=arrays(np.int64, (3,), elements=st.integers(0, 5)),
+)
+def test_property_log_forms_agree_with_choice_probabilities(values, hidden, scale, index):
+    with float64_enabled():
+        probs = np.asarray(choice_probabilities(values, hidden, scale))
+        logs = np.asarray(log_choice_probabilities(values, hidden, scale))
+        picked = np.asarray(log_choice_probability_of(values, hidden, scale, index))
+    big = probs > 1e-250
+    np.testing.assert_allclose(np.exp(logs[big]), probs[big], rtol=1e-9)
+    assert np.all(np.isneginf(logs[probs == 0]) | (logs[probs == 0] < -500))
+    np.testing.assert_array_equal(picked, np.take_along_axis(logs, index[:, None], 1)[:, 0])

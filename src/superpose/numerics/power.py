@@ -171,3 +171,69 @@ def choice_probabilities(
     uniform = jnp.where(available, 1.0 / jnp.maximum(n_available, 1), 0.0).astype(v.dtype)
     luce = jnp.where(has_support, luce, uniform)
     return jnp.where(invalid, jnp.nan, (1.0 - floor) * luce + floor * uniform)
+
+
+def log_choice_probabilities(
+    values: Float[ArrayLike, "*batch n"],
+    mask: Bool[ArrayLike, "*batch n"],
+    scale: Float[ArrayLike, "*batch"] | float,
+) -> Float[Array, "*batch n"]:
+    """``log`` of :func:`choice_probabilities` (no floor), computed without leaving log space.
+
+    ``τ·(log v_i − max log v) − log Σ_j exp(τ·(log v_j − max log v))`` over unmasked entries.
+    Unlike ``log(choice_probabilities(...))`` it never underflows: with τ = 100 in float32 a
+    probability of ``1e-300`` is returned as ``−690.8``, not ``−inf``. Masked entries and zero
+    activations are ``−inf``; the conventions for empty rows follow :func:`choice_probabilities`.
+    Gradients are finite at every entry that is not ``−inf``.
+
+    Args:
+        values: shape ``(..., n)``, finite and ``>= 0``.
+        mask: boolean, broadcastable to ``values``; ``True`` = masked out.
+        scale: the choice sensitivity τ, a scalar or one per row, ``>= 0``.
+
+    Returns:
+        Shape ``(..., n)`` log-probabilities.
+    """
+    v, s = _validated(values, scale)
+    m = _mask_like(mask, v.shape)
+    available = ~m
+    v = jnp.where(m, 0.0, v)
+    log_scaled, support, invalid = _log_power_scale(v, s)
+    has_support = jnp.any(support, axis=-1, keepdims=True)
+    safe = jnp.where(has_support, log_scaled, 0.0)
+    # A row without support sums zeros instead of -inf, so its (unused) gradient stays finite.
+    log_total = jax.nn.logsumexp(jnp.where(support | ~has_support, safe, -jnp.inf), axis=-1, keepdims=True)
+    luce = jnp.where(support, safe - jnp.where(has_support, log_total, 0.0), -jnp.inf)
+    n_available = jnp.sum(available, axis=-1, keepdims=True).astype(v.dtype)
+    uniform = jnp.where(available, -jnp.log(jnp.maximum(n_available, 1.0)), -jnp.inf)
+    return jnp.where(invalid, jnp.nan, jnp.where(has_support, luce, uniform))
+
+
+def log_choice_probability_of(
+    values: Float[ArrayLike, "*batch n"],
+    mask: Bool[ArrayLike, "*batch n"],
+    scale: Float[ArrayLike, "*batch"] | float,
+    index: ArrayLike,
+) -> Float[Array, "*batch"]:
+    """``log_choice_probabilities(values, mask, scale)[..., index]``, without the full row.
+
+    The rule a likelihood needs: one chosen entry per row. It takes one pass less than the
+    full distribution (the log-normaliser is ``log Σ exp(·)`` of values whose maximum is 0, so
+    it needs no second shift). ``index`` (integer, shape ``(...)``) should point at an unmasked
+    entry; a masked one gives ``−inf``.
+    """
+    v, s = _validated(values, scale)
+    m = _mask_like(mask, v.shape)
+    idx = jnp.asarray(index)
+    if not jnp.issubdtype(idx.dtype, jnp.integer):
+        raise TypeError(f"index must hold integers, got dtype {idx.dtype}")
+    v = jnp.where(m, 0.0, v)
+    log_scaled, support, invalid = _log_power_scale(v, s)
+    has_support = jnp.any(support, axis=-1)
+    total = jnp.sum(jnp.exp(log_scaled), axis=-1)
+    chosen = jnp.take_along_axis(log_scaled, idx[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    n_available = jnp.sum(~m, axis=-1).astype(v.dtype)
+    picked_available = ~jnp.take_along_axis(m, idx[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    luce = chosen - jnp.log(jnp.where(has_support, total, 1.0))
+    uniform = jnp.where(picked_available, -jnp.log(jnp.maximum(n_available, 1.0)), -jnp.inf)
+    return jnp.where(invalid[..., 0], jnp.nan, jnp.where(has_support, luce, uniform))

@@ -1,0 +1,56 @@
+"""superpose.recall: CMR memory-search models fitted to free-recall data.
+
+Public API:
+
+- Data: :class:`RecallDataset`, :func:`from_events` / :func:`to_events` (psifr's event table),
+  :func:`read_csv` / :func:`write_csv`, :func:`read_hdf5` / :func:`write_hdf5` (jaxcmr's layout),
+  :func:`load_sample` (``"Morton2013"``, ``"peers_notask"``; needs the ``recall`` extra).
+- Model: :class:`CMRParameters`, :func:`make_parameters`, :data:`BOUNDS`, :func:`drift`,
+  :func:`encode`.
+- Likelihood: :func:`prepare` (dataset -> :class:`Trials`), :func:`negative_log_likelihood`,
+  :func:`population_nll` (one jitted call per population), :func:`list_log_likelihoods`.
+- Fitting: :func:`fit` (differential evolution + float64 L-BFGS polish, JSON results),
+  :class:`FitResult`.
+- Simulation: :func:`simulate`, :func:`simulate_like`, :func:`simulate_recalls`.
+- Analyses: :func:`spc`, :func:`pnr`, :func:`lag_crp`, :func:`termination_probability`.
+"""
+
+from superpose.recall.analyses import lag_crp, pnr, spc, termination_probability
+from superpose.recall.data import (
+    RecallDataset,
+    from_events,
+    read_csv,
+    read_hdf5,
+    to_events,
+    write_csv,
+    write_hdf5,
+)
+from superpose.recall.fitting import FitResult, SubjectFit, fit, fit_subject
+from superpose.recall.likelihood import (
+    Trials,
+    list_log_likelihoods,
+    negative_log_likelihood,
+    population_nll,
+    prepare,
+)
+from superpose.recall.model import Network, drift, encode
+from superpose.recall.parameters import (
+    BOUNDS,
+    DEFAULT_FIXED,
+    DEFAULT_FREE,
+    FIT_BOUNDS,
+    PARAMETER_NAMES,
+    CMRParameters,
+    make_parameters,
+)
+from superpose.recall.samples import load_sample, psifr_available
+from superpose.recall.simulation import simulate, simulate_like, simulate_recalls
+
+__all__ = [
+    "BOUNDS", "CMRParameters", "DEFAULT_FIXED", "DEFAULT_FREE", "FIT_BOUNDS", "FitResult", "Network",
+    "PARAMETER_NAMES", "RecallDataset", "SubjectFit", "Trials", "drift", "encode", "fit", "fit_subject",
+    "from_events", "lag_crp", "list_log_likelihoods", "load_sample", "make_parameters",
+    "negative_log_likelihood", "pnr", "population_nll", "prepare", "psifr_available", "read_csv", "read_hdf5",
+    "simulate", "simulate_like", "simulate_recalls", "spc", "termination_probability", "to_events", "write_csv",
+    "write_hdf5",
+]
