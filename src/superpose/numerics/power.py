@@ -39,8 +39,8 @@ def _validated(values: ArrayLike, scale: ArrayLike) -> tuple[jax.Array, jax.Arra
     return v, broadcast_per_row("scale", s, v.shape[:-1])
 
 
-def _log_power_scale(v: jax.Array, s: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Returns (log of the scaled values, support mask, invalid-row mask).
+def _log_power_scale(v: jax.Array, s: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Returns (log of the scaled values, support mask, invalid-row mask, has-support rows).
 
     Safe for zeros and their gradients.
 
@@ -49,15 +49,17 @@ def _log_power_scale(v: jax.Array, s: jax.Array) -> tuple[jax.Array, jax.Array, 
     """
     support = v > 0
     log_v = jnp.log(jnp.where(support, v, 1.0))
-    log_max = jnp.max(jnp.where(support, log_v, -jnp.inf), axis=-1, keepdims=True)
-    any_support = jnp.any(support, axis=-1, keepdims=True)
-    log_max = jnp.where(any_support, log_max, 0.0)
+    # One reduction finds the maximum and any negative entry: a negative entry contributes
+    # +inf, an empty support leaves -inf.
+    marked = jnp.where(support, log_v, jnp.where(v < 0, jnp.inf, -jnp.inf))
+    top = jnp.max(marked, axis=-1, keepdims=True)
+    log_max = jnp.where(jnp.isfinite(top), top, 0.0)
     # s * (log v - log max) is <= 0 on the support, so exp never overflows.
     log_scaled = jnp.where(support, s * (log_v - log_max), -jnp.inf)
     # Traced negative entries cannot raise: callers turn their rows into NaN *after* exp
     # (XLA's fused CPU exp does not reliably propagate a NaN input).
-    invalid = jnp.any(v < 0, axis=-1, keepdims=True) | (s < 0)
-    return log_scaled, support, invalid
+    invalid = (top == jnp.inf) | (s < 0)
+    return log_scaled, support, invalid, top > -jnp.inf
 
 
 def power_scale(
@@ -86,7 +88,7 @@ def power_scale(
             and cannot be checked: a row with a negative entry or scale comes back as NaN.
     """
     v, s = _validated(values, scale)
-    log_scaled, _, invalid = _log_power_scale(v, s)
+    log_scaled, _, invalid, _ = _log_power_scale(v, s)
     scaled = jnp.exp(log_scaled)
     identity = (s == 1) | ~jnp.any(v != 0, axis=-1, keepdims=True)
     return jnp.where(invalid, jnp.nan, jnp.where(identity, v, scaled))
@@ -162,10 +164,9 @@ def choice_probabilities(
         raise ValueError(f"floor must be in [0, 1), got {floor}")
     available = ~m
     v = jnp.where(m, 0.0, v)
-    log_scaled, support, invalid = _log_power_scale(v, s)
+    log_scaled, support, invalid, has_support = _log_power_scale(v, s)
     scaled = jnp.exp(log_scaled)
     total = jnp.sum(scaled, axis=-1, keepdims=True)
-    has_support = jnp.any(support, axis=-1, keepdims=True)
     luce = scaled / jnp.where(has_support, total, 1.0)
     n_available = jnp.sum(available, axis=-1, keepdims=True)
     uniform = jnp.where(available, 1.0 / jnp.maximum(n_available, 1), 0.0).astype(v.dtype)
@@ -198,12 +199,10 @@ def log_choice_probabilities(
     m = _mask_like(mask, v.shape)
     available = ~m
     v = jnp.where(m, 0.0, v)
-    log_scaled, support, invalid = _log_power_scale(v, s)
-    has_support = jnp.any(support, axis=-1, keepdims=True)
-    safe = jnp.where(has_support, log_scaled, 0.0)
-    # A row without support sums zeros instead of -inf, so its (unused) gradient stays finite.
-    log_total = jax.nn.logsumexp(jnp.where(support | ~has_support, safe, -jnp.inf), axis=-1, keepdims=True)
-    luce = jnp.where(support, safe - jnp.where(has_support, log_total, 0.0), -jnp.inf)
+    log_scaled, support, invalid, has_support = _log_power_scale(v, s)
+    # The scaled maximum is exactly 0 (exp = 1), so log Σ exp needs no second shift.
+    total = jnp.sum(jnp.exp(log_scaled), axis=-1, keepdims=True)
+    luce = jnp.where(support, log_scaled - jnp.log(jnp.where(has_support, total, 1.0)), -jnp.inf)
     n_available = jnp.sum(available, axis=-1, keepdims=True).astype(v.dtype)
     uniform = jnp.where(available, -jnp.log(jnp.maximum(n_available, 1.0)), -jnp.inf)
     return jnp.where(invalid, jnp.nan, jnp.where(has_support, luce, uniform))
@@ -228,8 +227,8 @@ def log_choice_probability_of(
     if not jnp.issubdtype(idx.dtype, jnp.integer):
         raise TypeError(f"index must hold integers, got dtype {idx.dtype}")
     v = jnp.where(m, 0.0, v)
-    log_scaled, support, invalid = _log_power_scale(v, s)
-    has_support = jnp.any(support, axis=-1)
+    log_scaled, _, invalid, has_support = _log_power_scale(v, s)
+    has_support = has_support[..., 0]
     total = jnp.sum(jnp.exp(log_scaled), axis=-1)
     chosen = jnp.take_along_axis(log_scaled, idx[..., None].astype(jnp.int32), axis=-1)[..., 0]
     n_available = jnp.sum(~m, axis=-1).astype(v.dtype)

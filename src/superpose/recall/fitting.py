@@ -1,19 +1,23 @@
 """Maximum-likelihood fits of CMR: vectorised differential evolution, then a gradient polish.
 
 Per subject and restart, scipy's ``differential_evolution(vectorized=True)`` hands the whole
-population to one jitted call of :func:`population_nll`. The best set is then polished with
-optax's L-BFGS on ``jax.grad`` of the likelihood, in float64, with the free parameters mapped
-to the real line by a logit transform of their bounds; the polish is kept only where it lowers
-the negative log-likelihood.
+population to one jitted call of :func:`population_nll` (float32); restarts run in threads.
+The best set is then polished with L-BFGS on ``jax.grad`` of the float64 likelihood, with the
+free parameters mapped to the real line by a logit transform of their bounds; the polish is
+kept only where it lowers the negative log-likelihood. Subjects are padded to one shape, so the
+likelihood compiles once per fit, not once per subject.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import platform
 import time
+from functools import partial
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,13 +25,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import scipy
-from scipy.optimize import differential_evolution
+from scipy.optimize import differential_evolution, minimize
 
 from superpose.numerics import float64_enabled
 from superpose.recall.data import RecallDataset
-from superpose.recall.likelihood import Trials, _population_nll, population_nll, prepare
+from superpose.recall.likelihood import Trials, _total_nll, population_nll, prepare
 from superpose.recall.parameters import (
     BOUNDS,
     DEFAULT_FIXED,
@@ -37,7 +40,6 @@ from superpose.recall.parameters import (
     CMRParameters,
     from_unbounded,
     make_parameters,
-    to_unbounded,
 )
 from superpose.runner.files import write_json
 
@@ -50,7 +52,7 @@ class SubjectFit:
     parameters: dict[str, float]
     nll: float
     restart_nlls: list[float]
-    evaluations: int
+    evaluations: int  # parameter sets scored (all restarts) plus polish iterations
     wall_seconds: float
     polished: bool
     polish_gain: float
@@ -142,93 +144,123 @@ def _assemble(free: tuple[str, ...], fixed: Mapping[str, float], values: Any) ->
     return CMRParameters(**out)
 
 
-def polish(trials: Trials, start: Mapping[str, float], free: Sequence[str], fixed: Mapping[str, float],
-           steps: int = 200, tolerance: float = 1e-6) -> tuple[dict[str, float], float, int]:
-    """L-BFGS (optax) on the float64 NLL over the logit-transformed free parameters.
+@partial(jax.jit, static_argnames=("free", "n_items"))
+def _value_and_grad64(z: jax.Array, fixed_values: jax.Array, lows: jax.Array, highs: jax.Array, trials: Trials,
+                      free: tuple[str, ...], n_items: int) -> tuple[jax.Array, jax.Array]:
+    """NLL and its gradient in the logit coordinates of the free parameters (float64 inputs)."""
+    names = tuple(n for n in PARAMETER_NAMES if n not in free)
 
-    Returns ``(parameters, nll, evaluations)``. Starts are clipped into the open search box.
+    def objective(z: jax.Array) -> jax.Array:
+        values = from_unbounded(z, lows, highs)
+        params = {n: values[i] for i, n in enumerate(free)} | {n: fixed_values[i] for i, n in enumerate(names)}
+        return _total_nll(CMRParameters(**params), trials, n_items)
+
+    return jax.value_and_grad(objective)(z)
+
+
+def _objective64(trials: Trials, free: tuple[str, ...], fixed: Mapping[str, float]) -> tuple[Any, Any, Any]:
+    """(value-and-gradient function of logit coordinates, to-logit map, from-logit map), float64."""
+    bounds = np.array([FIT_BOUNDS[n] for n in free], np.float64)
+    names = tuple(n for n in PARAMETER_NAMES if n not in free)
+    fixed_values = np.array([fixed[n] for n in names], np.float64)
+
+    def value_and_grad(z: np.ndarray) -> tuple[float, np.ndarray]:
+        with float64_enabled():
+            value, grad = _value_and_grad64(jnp.asarray(z, jnp.float64), jnp.asarray(fixed_values),
+                                            jnp.asarray(bounds[:, 0]), jnp.asarray(bounds[:, 1]), trials,
+                                            free, trials.n_items)
+            return float(value), np.asarray(grad, np.float64)
+
+    def to_z(x: np.ndarray) -> np.ndarray:
+        u = (np.clip(x, bounds[:, 0], bounds[:, 1]) - bounds[:, 0]) / (bounds[:, 1] - bounds[:, 0])
+        u = np.clip(u, 1e-12, 1 - 1e-12)
+        return np.log(u) - np.log1p(-u)
+
+    def from_z(z: np.ndarray) -> np.ndarray:
+        return bounds[:, 0] + (bounds[:, 1] - bounds[:, 0]) / (1 + np.exp(-z))
+
+    return value_and_grad, to_z, from_z
+
+
+def polish(trials: Trials, start: Mapping[str, float], free: Sequence[str], fixed: Mapping[str, float],
+           steps: int = 200, tolerance: float = 1e-7) -> tuple[dict[str, float], float, int]:
+    """L-BFGS on the float64 NLL and its ``jax.grad``, over logit-transformed free parameters.
+
+    scipy's L-BFGS drives the iterations (its line search runs in Python), so the only compiled
+    function is the likelihood's value and gradient, shared by every subject of one shape.
+    Returns ``(parameters, nll, evaluations)``.
     """
     free, fixed = _check_free_fixed(free, fixed)
-    bounds = [FIT_BOUNDS[n] for n in free]
-    with float64_enabled():
-        trials64 = Trials(*trials)
-        n_items = trials.n_items
+    value_and_grad, to_z, from_z = _objective64(trials, free, fixed)
+    z0 = to_z(np.array([start[n] for n in free], np.float64))
 
-        def to_params(z: jax.Array) -> CMRParameters:
-            values = jnp.stack([from_unbounded(z[i], lo, hi) for i, (lo, hi) in enumerate(bounds)])
-            return _assemble(free, fixed, values[None])
+    def safe(z: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grad = value_and_grad(z)
+        if not (np.isfinite(value) and np.all(np.isfinite(grad))):
+            return 1e12, np.zeros_like(z)
+        return value, grad
 
-        def objective(z: jax.Array) -> jax.Array:
-            return _population_nll(to_params(z), trials64, n_items)[0]
-
-        x0 = np.array([np.clip(start[n], lo + 1e-9 * (hi - lo), hi - 1e-9 * (hi - lo))
-                       for n, (lo, hi) in zip(free, bounds)], np.float64)
-        z0 = jnp.stack([to_unbounded(jnp.float64(x), lo, hi) for x, (lo, hi) in zip(x0, bounds)])
-        optimizer = optax.lbfgs()
-        value_and_grad = optax.value_and_grad_from_state(objective)
-
-        @jax.jit
-        def run(z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-            def step(carry):
-                z, state, i, _ = carry
-                value, grad = value_and_grad(z, state=state)
-                updates, state = optimizer.update(grad, state, z, value=value, grad=grad, value_fn=objective)
-                return optax.apply_updates(z, updates), state, i + 1, optax.tree.norm(grad)
-
-            def keep_going(carry):
-                _, _, i, grad_norm = carry
-                return (i < steps) & (grad_norm > tolerance) & jnp.isfinite(grad_norm)
-
-            init = (z, optimizer.init(z), jnp.asarray(0), jnp.asarray(jnp.finfo(z.dtype).max, z.dtype))
-            z, state, i, _ = jax.lax.while_loop(keep_going, step, init)
-            return z, objective(z), i
-
-        z, value, iterations = run(z0)
-        values = np.asarray(jnp.stack([from_unbounded(z[i], lo, hi) for i, (lo, hi) in enumerate(bounds)]))
-        out = {n: float(v) for n, v in zip(free, values)}
-        out.update(fixed)
-        return out, float(value), int(iterations)
+    result = minimize(safe, z0, jac=True, method="L-BFGS-B",
+                      options={"maxiter": steps, "ftol": tolerance * 1e-3, "gtol": tolerance})
+    out = {n: float(v) for n, v in zip(free, from_z(result.x))} | dict(fixed)
+    return out, float(result.fun), int(result.nfev)
 
 
-def nll64(trials: Trials, parameters: Mapping[str, float]) -> float:
+def nll64(trials: Trials, parameters: Mapping[str, float], free: Sequence[str] = DEFAULT_FREE,
+          fixed: Mapping[str, float] | None = None) -> float:
     """The NLL of one parameter set in float64 (the number every fit reports)."""
-    with float64_enabled():
-        params = make_parameters({k: np.float64(v) for k, v in parameters.items()})
-        pop = CMRParameters(*[jnp.asarray(v, jnp.float64)[None] for v in params])
-        return float(_population_nll(pop, Trials(*trials), trials.n_items)[0])
+    make_parameters(dict(parameters))
+    free = tuple(free)
+    fixed = {n: float(parameters[n]) for n in PARAMETER_NAMES if n not in free} if fixed is None else fixed
+    value_and_grad, to_z, _ = _objective64(trials, free, fixed)
+    x = np.array([parameters[n] for n in free], np.float64)
+    bounds = np.array([FIT_BOUNDS[n] for n in free])
+    if np.any(x < bounds[:, 0]) or np.any(x > bounds[:, 1]):
+        with float64_enabled():
+            params = make_parameters({k: np.float64(v) for k, v in parameters.items()})
+            return float(_total_nll(params, Trials(*trials), trials.n_items))
+    return value_and_grad(to_z(x))[0]
 
 
 def fit_subject(trials: Trials, *, free: Sequence[str] = DEFAULT_FREE,
                 fixed: Mapping[str, float] = DEFAULT_FIXED, restarts: int = 3, popsize: int = 15,
                 tol: float = 1e-3, maxiter: int = 1000, seed: int = 0, polish_steps: int = 200,
-                subject: int = 0) -> SubjectFit:
+                subject: int = 0, workers: int | None = None) -> SubjectFit:
     """Fits one subject's :class:`Trials` (see :func:`fit` for the arguments)."""
     free, fixed = _check_free_fixed(free, fixed)
     if restarts < 1:
         raise ValueError(f"restarts must be >= 1, got {restarts}")
     bounds = [FIT_BOUNDS[n] for n in free]
     start = time.perf_counter()
-    evaluations = 0
+    counts = [0] * restarts
 
-    def objective(x: np.ndarray) -> np.ndarray:
-        values = jnp.asarray(np.asarray(x, np.float32).T)                    # (S, n_free)
-        nll = np.asarray(population_nll(_assemble(free, fixed, values), trials), np.float64)
-        return np.where(np.isfinite(nll), nll, 1e12)
+    def run_restart(restart: int) -> dict[str, float]:
+        def objective(x: np.ndarray) -> np.ndarray:
+            counts[restart] += x.shape[1]
+            values = jnp.asarray(np.asarray(x, np.float32).T)                # (S, n_free)
+            nll = np.asarray(population_nll(_assemble(free, fixed, values), trials), np.float64)
+            return np.where(np.isfinite(nll), nll, 1e12)
 
-    results = []
-    for restart in range(restarts):
         res = differential_evolution(objective, bounds, vectorized=True, updating="deferred", popsize=popsize,
                                      tol=tol, maxiter=maxiter, polish=False, seed=seed * 1000 + restart)
-        evaluations += int(res.nfev)
-        results.append({n: float(v) for n, v in zip(free, res.x)} | fixed)
-    restart_nlls = [nll64(trials, r) for r in results]
+        return {n: float(v) for n, v in zip(free, res.x)} | fixed
+
+    # Restarts run in threads: XLA releases the GIL, so two populations are scored at once.
+    workers = min(restarts, os.cpu_count() or 1) if workers is None else workers
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(run_restart, range(restarts)))
+    else:
+        results = [run_restart(r) for r in range(restarts)]
+    evaluations = sum(counts)
+    restart_nlls = [nll64(trials, r, free, fixed) for r in results]
     best = int(np.argmin(restart_nlls))
     parameters, nll = results[best], restart_nlls[best]
     polished, gain = False, 0.0
     if polish_steps > 0:
         candidate, _, steps = polish(trials, parameters, free, fixed, steps=polish_steps)
         evaluations += steps
-        candidate_nll = nll64(trials, candidate)
+        candidate_nll = nll64(trials, candidate, free, fixed)
         if np.isfinite(candidate_nll) and candidate_nll < nll:
             polished, gain = True, nll - candidate_nll
             parameters, nll = candidate, candidate_nll
@@ -240,7 +272,7 @@ def fit_subject(trials: Trials, *, free: Sequence[str] = DEFAULT_FREE,
 
 def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: Sequence[str] = DEFAULT_FREE,
         fixed: Mapping[str, float] = DEFAULT_FIXED, restarts: int = 3, popsize: int = 15, tol: float = 1e-3,
-        maxiter: int = 1000, seed: int = 0, polish_steps: int = 200,
+        maxiter: int = 1000, seed: int = 0, polish_steps: int = 200, workers: int | None = None,
         progress: Callable[[int, int, SubjectFit], None] | None = None, show_progress: bool = False,
         results_path: str | Path | None = None) -> FitResult:
     """Fits CMR to each subject by maximum likelihood.
@@ -254,6 +286,7 @@ def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: 
         popsize, tol, maxiter: scipy's settings; a population is ``popsize · len(free)`` sets,
             scored in one jitted call.
         seed: seeds restart r of a run as ``seed·1000 + r`` (the same seed gives the same fit).
+        workers: threads that run restarts at once (default: one per core, at most ``restarts``).
         polish_steps: L-BFGS iterations of the float64 gradient polish (0 = none).
         progress: called as ``progress(done, total, fit)`` after each subject.
         show_progress: draw a rich progress bar.
@@ -278,15 +311,20 @@ def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: 
         if previous.settings == settings and previous.free == list(free) and previous.fixed == fixed:
             done = {f.subject: f for f in previous.fits}
     result = FitResult(fits=[], free=list(free), fixed=fixed, settings=settings, versions=versions())
+    # One padded shape for every subject: the likelihood and its gradient compile once.
+    selections = {s: dataset.select(subjects=[s]) for s in wanted if s not in done}
+    shapes = [prepare(sel).shape for sel in selections.values()]
+    common = tuple(int(max(dim)) for dim in zip(*shapes)) if shapes else None
 
     def run_all(advance: Callable[[], None]) -> None:
         for index, subject in enumerate(wanted):
             if subject in done:
                 fit_ = done[subject]
             else:
-                trials = prepare(dataset.select(subjects=[subject]))
+                trials = prepare(selections[subject], pad_to=common)
                 fit_ = fit_subject(trials, free=free, fixed=fixed, restarts=restarts, popsize=popsize, tol=tol,
-                                   maxiter=maxiter, seed=seed, polish_steps=polish_steps, subject=subject)
+                                   maxiter=maxiter, seed=seed, polish_steps=polish_steps, subject=subject,
+                                   workers=workers)
             result.fits.append(fit_)
             if results_path is not None:
                 result.save(results_path)

@@ -14,8 +14,9 @@ Recall starts by drifting towards the start unit with β_start. Each recall even
     P(stop | n recalled) = min(θ_s e^{θ_r n}, 1 − 10⁻⁶)  (1 when nothing is left),
     P(item j) = (1 − P(stop)) · a_j^τ / Σ_k a_k^τ over items not yet recalled,  a = c·M^CF,
 and a recall of j drifts context towards M^FC f_j with β_rec. The choice rule masks recalled
-items *before* power-scaling (:func:`superpose.numerics.log_choice_probability_of`), so
-τ = 100 in float32 never makes a choice uniform or NaN.
+items *before* power-scaling (:mod:`superpose.numerics`), so τ = 100 in float32 never makes
+a choice uniform or NaN. :mod:`superpose.recall.likelihood` scores data with these equations
+in the context-free form of :class:`RecallIncrements`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from superpose.numerics import choice_probabilities, log_choice_probability_of
+from superpose.numerics import choice_probabilities
 from superpose.recall.parameters import CMRParameters
 
 STOP_CEILING = 1.0 - 1e-6
@@ -121,39 +122,32 @@ def log_stop_probability(params: CMRParameters, n_recalled: Array, n_left: Array
     return jnp.where(empty, 0.0, log_p), jnp.where(empty, -jnp.inf, log_continue)
 
 
-def event_log_probabilities(params: CMRParameters, network: Network, list_length: Array,
-                            recalls: Array) -> Float[Array, " events"]:
-    """Log-probability of each event of one list: the recalls, then the stop.
+class RecallIncrements(NamedTuple):
+    """What the recall phase of one list needs, after study, with context eliminated.
 
-    Args:
-        params: one parameter set.
-        network: the list's network after study (:func:`encode`).
-        list_length: number of studied items.
-        recalls: ``(R,)`` 0-indexed study positions of the correct recalls in order, ``-1`` after
-            the last (so the stop event is the first ``-1``; R must exceed the recall count).
+    Recall only ever moves context along the fixed inputs x_j = M^FC f_j/‖M^FC f_j‖, so with
+    c_t = ρ_t c_{t−1} + β_rec x_{j_t} the activations a_t = c_t·M^CF and the dots
+    d_t = (c_t·x_k)_k obey the same recursion:
 
-    Returns:
-        ``(R,)``: the log-probability of recall t for t < k, of stopping at t = k, 0 after.
+        a_t = ρ_t a_{t−1} + β_rec X[j_t],   X = (x_j·M^CF)_j        (N × N),
+        d_t = ρ_t d_{t−1} + β_rec G[j_t],   G = (x_j·x_k)_{jk}       (N × N),
+        ρ_t = √(1 + β²(d_{t−1}[j_t]² − 1)) − β d_{t−1}[j_t].
+
+    So a recall step costs O(N) instead of an O(N²) context-to-item product.
     """
-    n_items = network.mcf.shape[1]
-    valid = recalls >= 0
-    targets = jnp.maximum(recalls, 0)
-    inputs = network.fc_inputs[targets]                                        # (R, N + 1)
 
-    def step(context, context_input):
-        return drift(context, context_input, params.recall_drift_rate), context
+    activations: Float[Array, " items"]   # a_0 = c_start·M^CF
+    dots: Float[Array, " items"]          # d_0 = (c_start·x_k)_k
+    item_increments: Float[Array, "items items"]   # X
+    input_overlaps: Float[Array, "items items"]    # G
 
-    _, contexts = jax.lax.scan(step, start_context(params, network), inputs)
-    activations = contexts @ network.mcf                                       # (R, N)
-    order = jnp.arange(recalls.shape[0])
-    # Items recalled before event t (data only: vmap over parameter sets leaves it unbatched).
-    earlier = (order[None, :] < order[:, None]) & valid[None, :]               # (R, R)
-    recalled = jnp.any(earlier[:, :, None] & (targets[None, :, None] == jnp.arange(n_items)), axis=1)
-    mask = recalled | (jnp.arange(n_items)[None, :] >= list_length)
-    chosen = log_choice_probability_of(jnp.maximum(activations, 0.0), mask, params.choice_sensitivity, targets)
-    log_stop, log_continue = log_stop_probability(params, order, list_length - order)
-    is_stop = ~valid & (order == jnp.sum(valid))
-    return jnp.where(valid, log_continue + jnp.where(valid, chosen, 0.0), jnp.where(is_stop, log_stop, 0.0))
+
+def recall_increments(params: CMRParameters, network: Network) -> RecallIncrements:
+    """The :class:`RecallIncrements` of a studied list."""
+    start = start_context(params, network)
+    x = network.fc_inputs
+    return RecallIncrements(activations=start @ network.mcf, dots=x @ start,
+                            item_increments=x @ network.mcf, input_overlaps=x @ x.T)
 
 
 def simulate_list(params: CMRParameters, network: Network, list_length: Array, key: Array) -> Array:

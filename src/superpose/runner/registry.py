@@ -23,6 +23,7 @@ EXPERIMENT_MODULES: tuple[str, ...] = (
     "superpose.numerics.experiments",
     "superpose.memory.experiments",
     "superpose.toy.experiments",
+    "superpose.recall.experiments",
 )
 
 ExperimentFn = Callable[[Any, "RunContext"], None]
