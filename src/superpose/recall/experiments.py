@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -113,7 +114,7 @@ class FitConfig(ExperimentConfig):
     subjects: str = param("all", "'all' or comma-separated subject ids, e.g. 1,2")
     restarts: int = param(3, "differential-evolution restarts per subject", low=1, high=64)
     popsize: int = param(15, "DE population per free parameter", low=4, high=200)
-    tol: float = param(1e-3, "DE relative tolerance", low=1e-8, high=1.0)
+    tol: float = param(1e-2, "DE relative tolerance (the gradient polish finishes the fit)", low=1e-8, high=1.0)
     polish_steps: int = param(200, "L-BFGS iterations of the float64 gradient polish (0 = none)", low=0)
     sim_repeats: int = param(10, "simulated copies of every list for the model curves", low=1, high=1000)
 
@@ -160,7 +161,7 @@ class RecoveryConfig(ExperimentConfig):
     n_subjects: int = param(12, "simulated subjects (one parameter set each)", low=2, high=500)
     lists: int = param(48, "lists per subject", low=1, high=1000)
     list_length: int = param(24, "items per list", low=2, high=100)
-    restarts: int = param(1, "DE restarts per subject", low=1, high=64)
+    restarts: int = param(2, "DE restarts per subject", low=1, high=64)
     polish_steps: int = param(200, "L-BFGS iterations of the float64 polish", low=0)
 
 
@@ -224,6 +225,20 @@ def recall_recovery(config: RecoveryConfig, run: RunContext) -> None:
              f"{100 * np.mean(gaps <= 1e-6):.0f}% of subjects.")
 
 
+@partial(jax.jit, static_argnames="order")
+def _choice_over_taus(values: jax.Array, masks: jax.Array, taus: jax.Array, order: str) -> jax.Array:
+    """(T, E, N) choice probabilities for each sensitivity, masking before or after scaling."""
+    if order == "mask_then_scale":
+        return jax.vmap(lambda t: choice_probabilities(values, masks, t))(taus)
+    return jax.vmap(lambda t: jax.vmap(scale_then_mask, (0, 0, None))(values, masks, t))(taus)
+
+
+@jax.jit
+def _log_choice_over_taus(values: jax.Array, masks: jax.Array, taus: jax.Array, index: jax.Array) -> jax.Array:
+    """(T, E) log-probability of each recalled item, mask-then-scale in log space."""
+    return jax.vmap(log_choice_probability_of, (None, None, 0, None))(values, masks, taus, index)
+
+
 @dataclasses.dataclass(frozen=True)
 class ChoiceRuleConfig(ExperimentConfig):
     """The choice rule inside CMR: masking before or after power scaling, float32 and float64."""
@@ -246,41 +261,41 @@ def recall_choice_rule(config: ChoiceRuleConfig, run: RunContext) -> None:
     data = simulate(params, run.key, list_length=24, n_lists=config.lists)
     taus = np.geomspace(1.0, 1000.0, config.taus)
     # Activations of every recall event of the simulated data, from the model's recall recursion.
-    network = encode(params, 24, 24)
-    inc = recall_increments(params, network)
+    inc = jax.jit(lambda p: recall_increments(p, encode(p, 24, 24)))(params)
+    increments, overlaps = np.asarray(inc.item_increments, np.float64), np.asarray(inc.input_overlaps, np.float64)
     acts, masks, targets = [], [], []
+    clean = data.clean_recalls()
     for row in range(data.n_lists):
         a, d = np.asarray(inc.activations, np.float64), np.asarray(inc.dots, np.float64)
         recalled = np.zeros(24, bool)
-        for pos in data.clean_recalls()[row]:
+        for pos in clean[row]:
             if pos == 0:
                 break
             j = pos - 1
             acts.append(a.copy()); masks.append(recalled.copy()); targets.append(j)
             beta = base["recall_drift_rate"]
             rho = np.sqrt(max(1 + beta**2 * (d[j] ** 2 - 1), 0)) - beta * d[j]
-            a = rho * a + beta * np.asarray(inc.item_increments[j]); d = rho * d + beta * np.asarray(inc.input_overlaps[j])
+            a = rho * a + beta * increments[j]; d = rho * d + beta * overlaps[j]
             recalled[j] = True
     acts, masks, targets = np.array(acts), np.array(masks), np.array(targets)
     results = {}
     for dtype in ("float32", "float64"):
         with float64_enabled() if dtype == "float64" else contextlib.nullcontext():
             values = jnp.asarray(acts, dtype)
-            for order, fn in (("mask_then_scale", lambda t: choice_probabilities(values, masks, t)),
-                              ("scale_then_mask", lambda t: jax.vmap(scale_then_mask, (0, 0, None))(values, masks, t))):
-                picked, collapsed = [], []
-                for tau in taus:
-                    probs = np.asarray(fn(float(tau)), np.float64)
-                    total = probs.sum(-1)
-                    collapsed.append(float(np.mean(~(total > 0.5))))
-                    if order == "mask_then_scale":  # the likelihood's own log-space form
-                        logs = log_choice_probability_of(values, masks, float(tau), jnp.asarray(targets))
-                        picked.append(float(-np.sum(np.asarray(logs, np.float64))))
-                    else:
-                        with np.errstate(divide="ignore"):
-                            p = np.where(total > 0, probs[np.arange(len(targets)), targets] / np.where(total > 0, total, 1), 0)
-                            picked.append(float(-np.sum(np.log(p))))
-                results[(order, dtype)] = (np.array(collapsed), np.array(picked))
+            index = jnp.asarray(targets)
+            for order in ("mask_then_scale", "scale_then_mask"):
+                probs = np.asarray(_choice_over_taus(values, jnp.asarray(masks), jnp.asarray(taus, dtype), order),
+                                   np.float64)                                          # (T, E, N)
+                total = probs.sum(-1)
+                collapsed = np.mean(~(total > 0.5), axis=1)
+                if order == "mask_then_scale":  # the likelihood's own log-space form
+                    logs = _log_choice_over_taus(values, jnp.asarray(masks), jnp.asarray(taus, dtype), index)
+                    nll = -np.sum(np.asarray(logs, np.float64), axis=1)
+                else:
+                    chosen = probs[:, np.arange(len(targets)), targets]
+                    with np.errstate(divide="ignore"):
+                        nll = -np.sum(np.log(np.where(total > 0, chosen / np.where(total > 0, total, 1), 0)), axis=1)
+                results[(order, dtype)] = (collapsed, nll)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     interactive = make_subplots(rows=1, cols=2, subplot_titles=("recall events whose choice collapses",
                                                                 "NLL of the recalls (choice part)"))
