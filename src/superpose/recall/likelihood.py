@@ -194,11 +194,13 @@ def compiler_options() -> dict[str, int] | None:
 
 def jit(fn, **kwargs):
     """``jax.jit`` with :func:`compiler_options`, decided when first called (not at import)."""
-    compiled = None
+    compiled, plain = None, jax.jit(fn, **kwargs)
 
     @functools.wraps(fn)
     def call(*args, **kw):
         nonlocal compiled
+        if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves((args, kw))):
+            return plain(*args, **kw)  # inside grad/vmap/jit: options apply only to a top-level jit
         if compiled is None:
             compiled = jax.jit(fn, compiler_options=compiler_options(), **kwargs)
         return compiled(*args, **kw)
