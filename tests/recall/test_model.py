@@ -196,3 +196,33 @@ def test_simulation_is_keyed_and_shaped():
     assert not np.array_equal(a.recalls, c.recalls)
     assert a.repeats.sum() == 0 and a.intrusions.sum() == 0
     assert a.recalls.max() <= 12
+
+
+SHARDED = """
+import json, jax, numpy as np
+from superpose.recall import population_nll, prepare, simulate, make_parameters
+from superpose.recall.parameters import uniform_population, DEFAULT_FREE, DEFAULT_FIXED
+truth = make_parameters({"encoding_drift_rate": 0.7, "start_drift_rate": 0.1, "recall_drift_rate": 0.8,
+    "mfc_learning_rate": 0.2, "mcf_learning_rate": 1.0, "shared_support": 0.1, "item_support": 4.0,
+    "primacy_scale": 6.0, "primacy_decay": 0.4, "stop_probability_scale": 0.01, "stop_probability_growth": 0.3,
+    "choice_sensitivity": 4.0})
+trials = prepare(simulate(truth, jax.random.key(0), list_length=10, n_lists=12))
+pop = uniform_population(jax.random.key(1), 37, DEFAULT_FREE, DEFAULT_FIXED)
+print(json.dumps({"devices": jax.device_count(), "nll": np.asarray(population_nll(pop, trials)).tolist()}))
+"""
+
+
+def test_population_sharded_over_four_devices_equals_one_device():
+    import json
+    import os
+    import subprocess
+    import sys
+
+    runs = {}
+    for count in (1, 4):
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}", "JAX_PLATFORMS": "cpu"}
+        done = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[count] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert runs[4]["devices"] == 4 and len(runs[4]["nll"]) == 37
+    np.testing.assert_allclose(runs[4]["nll"], runs[1]["nll"], rtol=1e-5)

@@ -31,7 +31,7 @@ from scipy.optimize import differential_evolution, minimize
 
 from superpose.numerics import float64_enabled
 from superpose.recall.data import RecallDataset
-from superpose.recall.likelihood import Trials, _population_nll, _total_nll, jit, prepare
+from superpose.recall.likelihood import Trials, _total_nll, jit, prepare, score_population
 from superpose.recall.parameters import (
     BOUNDS,
     DEFAULT_FIXED,
@@ -226,7 +226,6 @@ def fit_subject(trials: Trials, *, free: Sequence[str] = DEFAULT_FREE,
     bounds = [FIT_BOUNDS[n] for n in free]
     start = time.perf_counter()
     counts = [0] * restarts
-    n_items = trials.n_items
     warm = None
     if polish_steps > 0:  # compile the float64 gradient while DE runs
         value_and_grad, to_z, _ = _objective64(trials, free, fixed)
@@ -241,13 +240,18 @@ def fit_subject(trials: Trials, *, free: Sequence[str] = DEFAULT_FREE,
             counts[restart] += x.shape[1]
             values = dict(zip(free, np.asarray(x, np.float32)))
             values.update({n: np.full(x.shape[1], v, np.float32) for n, v in fixed.items()})
-            nll = np.asarray(_population_nll(CMRParameters(**values), trials, n_items), np.float64)
+            nll = np.asarray(score_population(CMRParameters(**values), trials), np.float64)
             return np.where(np.isfinite(nll), nll, 1e12)
 
         res = differential_evolution(objective, bounds, vectorized=True, updating="deferred", popsize=popsize,
                                      tol=tol, maxiter=maxiter, polish=False, seed=seed * 1000 + restart)
         return {n: float(v) for n, v in zip(free, res.x)} | fixed
 
+    # Compile the population function once before the restarts' threads all ask for it.
+    size = popsize * len(free)
+    middle_sets = {n: np.full(size, (lo + hi) / 2, np.float32) for n, (lo, hi) in zip(free, bounds)}
+    score_population(CMRParameters(**middle_sets, **{n: np.full(size, v, np.float32) for n, v in fixed.items()}),
+                     trials).block_until_ready()
     # Restarts run in threads: XLA releases the GIL, so two populations are scored at once.
     workers = min(restarts, os.cpu_count() or 1) if workers is None else workers
     if workers > 1:
@@ -318,17 +322,20 @@ def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: 
         if previous.settings == settings and previous.free == list(free) and previous.fixed == fixed:
             done = {f.subject: f for f in previous.fits}
     result = FitResult(fits=[], free=list(free), fixed=fixed, settings=settings, versions=versions())
-    # One padded shape for every subject: the likelihood and its gradient compile once.
+    # Subjects are padded to a few bucketed shapes (lists: the most of any subject; steps: a
+    # multiple of 8; events: of 256), so the likelihood and its gradient compile a few times per
+    # fit, not once per subject, and padding stays small.
     selections = {s: dataset.select(subjects=[s]) for s in wanted if s not in done}
-    shapes = [prepare(sel).shape for sel in selections.values()]
-    common = tuple(int(max(dim)) for dim in zip(*shapes)) if shapes else None
+    shapes = {s: prepare(sel).shape for s, sel in selections.items()}
+    most_lists = max((shape[0] for shape in shapes.values()), default=0)
+    padded = {s: (most_lists, -(-shape[1] // 8) * 8, -(-shape[2] // 256) * 256) for s, shape in shapes.items()}
 
     def run_all(advance: Callable[[], None]) -> None:
         for index, subject in enumerate(wanted):
             if subject in done:
                 fit_ = done[subject]
             else:
-                trials = prepare(selections[subject], pad_to=common)
+                trials = prepare(selections[subject], pad_to=padded[subject])
                 fit_ = fit_subject(trials, free=free, fixed=fixed, restarts=restarts, popsize=popsize, tol=tol,
                                    maxiter=maxiter, seed=seed, polish_steps=polish_steps, subject=subject,
                                    workers=workers)

@@ -20,6 +20,7 @@ as constants and ``vmap`` over the population leaves it unbatched.
 from __future__ import annotations
 
 import functools
+import threading
 from functools import partial
 from typing import NamedTuple
 
@@ -194,15 +195,16 @@ def compiler_options() -> dict[str, int] | None:
 
 def jit(fn, **kwargs):
     """``jax.jit`` with :func:`compiler_options`, decided when first called (not at import)."""
-    compiled, plain = None, jax.jit(fn, **kwargs)
+    compiled, plain, lock = None, jax.jit(fn, **kwargs), threading.Lock()
 
     @functools.wraps(fn)
     def call(*args, **kw):
         nonlocal compiled
         if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves((args, kw))):
             return plain(*args, **kw)  # inside grad/vmap/jit: options apply only to a top-level jit
-        if compiled is None:
-            compiled = jax.jit(fn, compiler_options=compiler_options(), **kwargs)
+        with lock:  # restarts call from several threads; they share one jitted function
+            if compiled is None:
+                compiled = jax.jit(fn, compiler_options=compiler_options(), **kwargs)
         return compiled(*args, **kw)
 
     return call
@@ -248,6 +250,11 @@ def population_nll(params: CMRParameters, trials: Trials) -> Float[Array, " P"]:
     shapes = {np.shape(v) for v in params}
     if len(shapes) != 1 or len(next(iter(shapes))) != 1:
         raise ValueError(f"a population needs every parameter of shape (P,), got shapes {sorted(shapes)}")
+    return score_population(params, trials)
+
+
+def score_population(params: CMRParameters, trials: Trials) -> Float[Array, " P"]:
+    """:func:`population_nll` without the input checks (for optimisers that stay in bounds)."""
     if jax.device_count() == 1:
         return _population_nll(params, trials, trials.n_items)
     return _sharded_for(trials.n_items, jax.device_count())(params, trials)
