@@ -23,6 +23,8 @@ from superpose.recall import (
 )
 from superpose.recall.parameters import stack
 
+from tests.devices import run_with_devices
+
 from .conftest import random_parameters
 from .reference import dataset_log_likelihood, list_log_likelihood
 
@@ -213,16 +215,6 @@ print(json.dumps({"devices": jax.device_count(), "nll": np.asarray(population_nl
 
 
 def test_population_sharded_over_four_devices_equals_one_device():
-    import json
-    import os
-    import subprocess
-    import sys
-
-    runs = {}
-    for count in (1, 4):
-        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}", "JAX_PLATFORMS": "cpu"}
-        done = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-2000:]
-        runs[count] = json.loads(done.stdout.strip().splitlines()[-1])
+    runs = run_with_devices(SHARDED)
     assert runs[4]["devices"] == 4 and len(runs[4]["nll"]) == 37
     np.testing.assert_allclose(runs[4]["nll"], runs[1]["nll"], rtol=1e-5)

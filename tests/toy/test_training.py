@@ -9,6 +9,7 @@ import pytest
 
 import superpose.toy.training as training
 from superpose.toy import ToyParams, init_params, make_features, train
+from tests.devices import run_with_devices
 
 
 def _setup(m, n, hidden, density=0.3):
@@ -86,17 +87,7 @@ print(json.dumps({"devices": len(jax.devices()), "W": np.asarray(out.params.W).t
 
 
 def test_sharding_over_devices_gives_the_same_models():
-    import json
-    import os
-    import subprocess
-    import sys
-
-    runs = {}
-    for count in (1, 4):
-        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}", "JAX_PLATFORMS": "cpu"}
-        done = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-2000:]
-        runs[count] = json.loads(done.stdout.strip().splitlines()[-1])
+    runs = run_with_devices(SHARDED)
     assert runs[4]["devices"] == 4
     np.testing.assert_allclose(runs[4]["W"], runs[1]["W"], rtol=2e-5, atol=2e-6)
     np.testing.assert_allclose(runs[4]["losses"], runs[1]["losses"], rtol=2e-5, atol=1e-7)
