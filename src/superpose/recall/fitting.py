@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy
 from scipy.optimize import differential_evolution, minimize
+from scipy.special import expit
 
 from superpose.numerics import float64_enabled
 from superpose.recall.data import RecallDataset
@@ -170,7 +171,7 @@ def _objective64(trials: Trials, free: tuple[str, ...], fixed: Mapping[str, floa
         return np.log(u) - np.log1p(-u)
 
     def from_z(z: np.ndarray) -> np.ndarray:
-        return bounds[:, 0] + (bounds[:, 1] - bounds[:, 0]) / (1 + np.exp(-z))
+        return bounds[:, 0] + (bounds[:, 1] - bounds[:, 0]) * expit(z)  # no overflow for any z
 
     return value_and_grad, to_z, from_z
 
