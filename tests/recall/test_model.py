@@ -218,3 +218,27 @@ def test_population_sharded_over_four_devices_equals_one_device():
     runs = run_with_devices(SHARDED)
     assert runs[4]["devices"] == 4 and len(runs[4]["nll"]) == 37
     np.testing.assert_allclose(runs[4]["nll"], runs[1]["nll"], rtol=1e-5)
+
+
+def test_event_activations_equal_context_times_mcf():
+    """The context-free recursion gives the same activations as drifting context itself."""
+    from superpose.recall import encode, event_activations
+    from superpose.recall.model import start_context
+
+    rng = np.random.default_rng(9)
+    dataset = _mixed_dataset(rng, n_lists=5)
+    with float64_enabled():
+        params = make_parameters({k: np.float64(v) for k, v in random_parameters(rng).items()})
+        trials = prepare(dataset)
+        got = np.asarray(event_activations(params, trials))
+        expected = []
+        for row in range(dataset.n_lists):
+            n = int(dataset.list_length[row])
+            network = encode(params, n, trials.n_items)
+            context = start_context(params, network)
+            for pos in dataset.clean_recalls()[row]:
+                if pos == 0:
+                    break
+                expected.append(np.asarray(context @ network.mcf))
+                context = drift(context, network.fc_inputs[pos - 1], params.recall_drift_rate)
+    np.testing.assert_allclose(got, np.array(expected), rtol=1e-10, atol=1e-12)

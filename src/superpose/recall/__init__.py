@@ -8,7 +8,8 @@ Public API:
 - Model: :class:`CMRParameters`, :func:`make_parameters`, :data:`BOUNDS`, :func:`drift`,
   :func:`encode`.
 - Likelihood: :func:`prepare` (dataset -> :class:`Trials`), :func:`negative_log_likelihood`,
-  :func:`population_nll` (one jitted call per population), :func:`list_log_likelihoods`.
+  :func:`population_nll` (one jitted call per population), :func:`list_log_likelihoods`,
+  :func:`event_activations`.
 - Fitting: :func:`fit` (differential evolution + float64 L-BFGS polish, JSON results),
   :class:`FitResult`.
 - Simulation: :func:`simulate`, :func:`simulate_like`, :func:`simulate_recalls`.
@@ -28,6 +29,7 @@ from superpose.recall.data import (
 from superpose.recall.fitting import FitResult, SubjectFit, fit, fit_subject
 from superpose.recall.likelihood import (
     Trials,
+    event_activations,
     list_log_likelihoods,
     negative_log_likelihood,
     population_nll,
@@ -48,7 +50,7 @@ from superpose.recall.simulation import simulate, simulate_like, simulate_recall
 
 __all__ = [
     "BOUNDS", "CMRParameters", "DEFAULT_FIXED", "DEFAULT_FREE", "FIT_BOUNDS", "FitResult", "Network",
-    "PARAMETER_NAMES", "RecallDataset", "SubjectFit", "Trials", "drift", "encode", "fit", "fit_subject",
+    "PARAMETER_NAMES", "RecallDataset", "SubjectFit", "Trials", "drift", "encode", "event_activations", "fit", "fit_subject",
     "from_events", "lag_crp", "list_log_likelihoods", "load_sample", "make_parameters",
     "negative_log_likelihood", "pnr", "population_nll", "prepare", "psifr_available", "read_csv", "read_hdf5",
     "simulate", "simulate_like", "simulate_recalls", "spc", "termination_probability", "to_events", "write_csv",

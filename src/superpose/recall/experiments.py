@@ -17,8 +17,7 @@ from superpose.numerics.experiments import scale_then_mask
 from superpose.recall.analyses import lag_crp, pnr, spc
 from superpose.recall.data import RecallDataset
 from superpose.recall.fitting import fit, nll64
-from superpose.recall.likelihood import prepare
-from superpose.recall.model import encode, recall_increments
+from superpose.recall.likelihood import event_activations, prepare
 from superpose.recall.parameters import DEFAULT_FIXED, DEFAULT_FREE, make_parameters
 from superpose.recall.samples import SAMPLES, load_sample
 from superpose.recall.simulation import simulate, simulate_like
@@ -260,24 +259,11 @@ def recall_choice_rule(config: ChoiceRuleConfig, run: RunContext) -> None:
     params = make_parameters(base)
     data = simulate(params, run.key, list_length=24, n_lists=config.lists)
     taus = np.geomspace(1.0, 1000.0, config.taus)
-    # Activations of every recall event of the simulated data, from the model's recall recursion.
-    inc = jax.jit(lambda p: recall_increments(p, encode(p, 24, 24)))(params)
-    increments, overlaps = np.asarray(inc.item_increments, np.float64), np.asarray(inc.input_overlaps, np.float64)
-    acts, masks, targets = [], [], []
-    clean = data.clean_recalls()
-    for row in range(data.n_lists):
-        a, d = np.asarray(inc.activations, np.float64), np.asarray(inc.dots, np.float64)
-        recalled = np.zeros(24, bool)
-        for pos in clean[row]:
-            if pos == 0:
-                break
-            j = pos - 1
-            acts.append(a.copy()); masks.append(recalled.copy()); targets.append(j)
-            beta = base["recall_drift_rate"]
-            rho = np.sqrt(max(1 + beta**2 * (d[j] ** 2 - 1), 0)) - beta * d[j]
-            a = rho * a + beta * increments[j]; d = rho * d + beta * overlaps[j]
-            recalled[j] = True
-    acts, masks, targets = np.array(acts), np.array(masks), np.array(targets)
+    # Activations of every recall event of the simulated data, from the likelihood's recursion.
+    trials = prepare(data)
+    acts = np.asarray(event_activations(params, trials), np.float64)
+    masks = np.asarray(trials.event_mask)[: len(acts)]
+    targets = np.asarray(trials.event_target)[: len(acts)]
     results = {}
     for dtype in ("float32", "float64"):
         with float64_enabled() if dtype == "float64" else contextlib.nullcontext():

@@ -26,13 +26,18 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy
 from scipy.optimize import differential_evolution, minimize
-from scipy.special import expit
 
 from superpose.numerics import float64_enabled
 from superpose.recall.data import RecallDataset
-from superpose.recall.likelihood import Trials, _total_nll, jit, prepare, score_population
+from superpose.recall.likelihood import (
+    Trials,
+    _total_nll,
+    jit,
+    negative_log_likelihood,
+    prepare,
+    score_population,
+)
 from superpose.recall.parameters import (
     BOUNDS,
     DEFAULT_FIXED,
@@ -41,6 +46,7 @@ from superpose.recall.parameters import (
     PARAMETER_NAMES,
     CMRParameters,
     from_unbounded,
+    to_unbounded,
     make_parameters,
 )
 from superpose.runner.files import write_json
@@ -112,7 +118,6 @@ def versions() -> dict[str, str]:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             out[name] = "not installed"
-    out["scipy"] = scipy.__version__
     out["devices"] = ", ".join(str(d) for d in jax.devices())
     return out
 
@@ -165,13 +170,16 @@ def _objective64(trials: Trials, free: tuple[str, ...], fixed: Mapping[str, floa
                                             free, trials.n_items)
             return float(value), np.asarray(grad, np.float64)
 
+    lows, highs = bounds[:, 0], bounds[:, 1]
+    margin = 1e-12 * (highs - lows)  # a start on a bound maps to a large but finite logit
+
     def to_z(x: np.ndarray) -> np.ndarray:
-        u = (np.clip(x, bounds[:, 0], bounds[:, 1]) - bounds[:, 0]) / (bounds[:, 1] - bounds[:, 0])
-        u = np.clip(u, 1e-12, 1 - 1e-12)
-        return np.log(u) - np.log1p(-u)
+        with float64_enabled():
+            return np.asarray(to_unbounded(jnp.asarray(np.clip(x, lows + margin, highs - margin)), lows, highs))
 
     def from_z(z: np.ndarray) -> np.ndarray:
-        return bounds[:, 0] + (bounds[:, 1] - bounds[:, 0]) * expit(z)  # no overflow for any z
+        with float64_enabled():
+            return np.asarray(from_unbounded(jnp.asarray(z), lows, highs))
 
     return value_and_grad, to_z, from_z
 
@@ -209,10 +217,10 @@ def nll64(trials: Trials, parameters: Mapping[str, float], free: Sequence[str] =
     value_and_grad, to_z, _ = _objective64(trials, free, fixed)
     x = np.array([parameters[n] for n in free], np.float64)
     bounds = np.array([FIT_BOUNDS[n] for n in free])
-    if np.any(x < bounds[:, 0]) or np.any(x > bounds[:, 1]):
+    if np.any(x < bounds[:, 0]) or np.any(x > bounds[:, 1]):  # outside the search box: score directly
         with float64_enabled():
             params = make_parameters({k: np.float64(v) for k, v in parameters.items()})
-            return float(_total_nll(params, Trials(*trials), trials.n_items))
+            return float(negative_log_likelihood(params, Trials(*trials)))
     return value_and_grad(to_z(x))[0]
 
 

@@ -32,7 +32,7 @@ from jaxtyping import Array, Bool, Float, Int
 from superpose.numerics import log_choice_probability_of
 from superpose.parallel import pad_batch, sharded
 from superpose.recall.data import RecallDataset
-from superpose.recall.model import encode, log_stop_probability, recall_increments
+from superpose.recall.model import encode, log_stop_probability, recall_increments, retained_context
 from superpose.recall.parameters import CMRParameters, check_parameters
 
 
@@ -145,9 +145,8 @@ def prepare(dataset: RecallDataset, pad_to: tuple[int, int, int] | None = None) 
     )
 
 
-def _event_log_probabilities(params: CMRParameters, trials: Trials, n_items: int
-                             ) -> tuple[Float[Array, " E"], Float[Array, " L"]]:
-    """(log-probability of each recall event, log-probability of each list's stop)."""
+def _event_activations(params: CMRParameters, trials: Trials, n_items: int) -> Float[Array, "E N"]:
+    """Item activations a = c·M^CF at each recall event, from the context-free recursion."""
     networks = jax.vmap(encode, in_axes=(None, 0, None))(params, trials.lengths, n_items)
     inc = jax.vmap(recall_increments, in_axes=(None, 0))(params, networks)
     increments = inc.item_increments.reshape(-1, n_items)                  # (U·N, N)
@@ -159,14 +158,19 @@ def _event_log_probabilities(params: CMRParameters, trials: Trials, n_items: int
         activations, dots = carry                                           # (L, N) each
         row = rows[:, t]
         dot = jnp.take_along_axis(dots, (row % n_items)[:, None], axis=1)   # d_{t-1}[j_t]
-        rho = jnp.sqrt(jnp.maximum(1.0 + beta**2 * (dot**2 - 1.0), 0.0)) - beta * dot
+        rho = retained_context(dot, beta)
         new = (rho * activations + beta * increments[row], rho * dots + beta * overlaps[row])
         return new, activations
 
     start = (inc.activations[trials.length_index], inc.dots[trials.length_index])
     _, activations = jax.lax.scan(step, start, jnp.arange(rows.shape[1]))   # (R, L, N)
-    chosen = activations[trials.event_step, trials.event_list]             # (E, N)
-    log_choice = log_choice_probability_of(chosen, trials.event_mask,
+    return activations[trials.event_step, trials.event_list]               # (E, N)
+
+
+def _event_log_probabilities(params: CMRParameters, trials: Trials, n_items: int
+                             ) -> tuple[Float[Array, " E"], Float[Array, " L"]]:
+    """(log-probability of each recall event, log-probability of each list's stop)."""
+    log_choice = log_choice_probability_of(_event_activations(params, trials, n_items), trials.event_mask,
                                            params.choice_sensitivity, trials.event_target)
     _, log_continue = log_stop_probability(params, trials.event_step, trials.event_left)
     log_stop, _ = log_stop_probability(params, trials.stop_step, trials.stop_left)
@@ -225,6 +229,20 @@ def _population_nll(params: CMRParameters, trials: Trials, n_items: int) -> Floa
 
 _jitted_list_log_likelihoods = jit(_list_log_likelihoods, static_argnames="n_items")
 _jitted_total_nll = jit(_total_nll, static_argnames="n_items")
+
+
+_jitted_event_activations = jit(_event_activations, static_argnames="n_items")
+
+
+def event_activations(params: CMRParameters, trials: Trials) -> Float[Array, "E N"]:
+    """Activations of every item at every real recall event (one parameter set), in event order.
+
+    Rows line up with ``trials.event_target`` (the recalled item) and ``trials.event_mask``
+    (items unavailable then); padding events are dropped.
+    """
+    check_parameters(params)
+    out = _jitted_event_activations(params, trials, trials.n_items)
+    return out[: int(np.sum(np.asarray(trials.event_valid)))]
 
 
 def list_log_likelihoods(params: CMRParameters, trials: Trials) -> Float[Array, " L"]:

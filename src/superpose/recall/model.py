@@ -48,6 +48,11 @@ class Network(NamedTuple):
     mcf: Float[Array, "units items"]
 
 
+def retained_context(dot: Array, rate: Array) -> Array:
+    """ρ = √(1 + β²(d² − 1)) − β·d: how much of the old context a drift keeps, given d = c·c_in."""
+    return jnp.sqrt(jnp.maximum(1.0 + rate**2 * (dot**2 - 1.0), 0.0)) - rate * dot
+
+
 def drift(context: Float[Array, "*batch units"], context_input: Float[Array, "*batch units"],
           rate: Float[Array, "*batch"]) -> Float[Array, "*batch units"]:
     """One step of context drift: ρ·c + β·c_in with ρ chosen so that ‖c‖ stays 1.
@@ -57,8 +62,7 @@ def drift(context: Float[Array, "*batch units"], context_input: Float[Array, "*b
     """
     dot = jnp.sum(context * context_input, axis=-1, keepdims=True)
     beta = jnp.asarray(rate)[..., None]
-    rho = jnp.sqrt(jnp.maximum(1.0 + beta**2 * (dot**2 - 1.0), 0.0)) - beta * dot
-    return rho * context + beta * context_input
+    return retained_context(dot, beta) * context + beta * context_input
 
 
 def primacy(params: CMRParameters, n_items: int) -> Float[Array, " items"]:
