@@ -416,14 +416,6 @@ def write_csv(dataset: RecallDataset, path: str | os.PathLike[str], overwrite: b
     return path
 
 
-def _require_h5py() -> Any:
-    try:
-        import h5py
-    except ImportError as error:  # pragma: no cover - h5py is a core dependency
-        raise ImportError("HDF5 support needs h5py: pip install h5py") from error
-    return h5py
-
-
 def read_hdf5(path: str | os.PathLike[str]) -> RecallDataset:
     """Reads the jaxcmr / Kahana-lab HDF5 layout.
 
@@ -432,7 +424,8 @@ def read_hdf5(path: str | os.PathLike[str]) -> RecallDataset:
     ``rec_itemnos`` ``(R, L)`` and ``list`` ``(1, L)``. Other datasets of shape ``(1, L)`` become
     conditions.
     """
-    h5py = _require_h5py()
+    import h5py  # a core dependency, imported where it is used
+
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no such HDF5 file: {path}")
@@ -461,7 +454,8 @@ def read_hdf5(path: str | os.PathLike[str]) -> RecallDataset:
 
 def write_hdf5(dataset: RecallDataset, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """Writes the jaxcmr HDF5 layout atomically (see :func:`read_hdf5`); numeric conditions only."""
-    h5py = _require_h5py()
+    import h5py  # a core dependency, imported where it is used
+
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")

@@ -335,7 +335,9 @@ def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: 
     # multiple of 8; events: of 256), so the likelihood and its gradient compile a few times per
     # fit, not once per subject, and padding stays small.
     selections = {s: dataset.select(subjects=[s]) for s in wanted if s not in done}
-    shapes = {s: prepare(sel).shape for s, sel in selections.items()}
+    # (lists, output steps, recall events) of each subject, read off the data (prepare's Trials.shape)
+    shapes = {s: (sel.n_lists, int(sel.correct.sum(1).max()) + 1, int(sel.correct.sum()))
+              for s, sel in selections.items()}
     most_lists = max((shape[0] for shape in shapes.values()), default=0)
     padded = {s: (most_lists, -(-shape[1] // 8) * 8, -(-shape[2] // 256) * 256) for s, shape in shapes.items()}
 
