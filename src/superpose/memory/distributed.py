@@ -17,6 +17,7 @@ jitted computation (memory O(Y + chunk·D) instead of O(Y·D)).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -26,12 +27,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
+from superpose import _xla
+from superpose._xla import WIDE_VECTORS
 from superpose.memory._checks import check_beta, memories_array, positive_int, states_array
 from superpose.memory.features import FEATURE_MAPS, PARTS, chunk_features, phase_chunk, projection_chunk
 from superpose.numerics import sincos
 
-#: below this D the sincos gradient pass folds the kernel sum into its matrix products.
-FOLD_MAX_DIM = 64
 #: "auto" stores the projection when it takes at most this many bytes (512 MiB).
 AUTO_STORE_BYTES = 512 * 2**20
 PROJECTIONS = ("auto", "stored", "regenerated")
@@ -321,7 +322,7 @@ def _features(memory: DistributedMemory, states: jax.Array) -> jax.Array:
     return out.reshape(b, -1)
 
 
-@eqx.filter_jit
+@functools.partial(_xla.jit, cpu_options=WIDE_VECTORS, static_argnames="want_grad")
 def _pass(memory: DistributedMemory, states: jax.Array, want_grad: bool) -> tuple[jax.Array, jax.Array | None]:
     """One pass over the directions: (kernel sum, its gradient) or, for "positive", (log sum, its gradient)."""
     b, d = states.shape
@@ -354,39 +355,36 @@ def _pass(memory: DistributedMemory, states: jax.Array, want_grad: bool) -> tupl
         grad = weighted / safe_total[:, None] - 2 * memory.beta * states if want_grad else None
         return log_s, grad
 
+    # Trigonometric maps in phase form: direction j adds one term ρ_j cos(h_j − θ_j) to the kernel
+    # sum (sincos: t0 cos h + t1 sin h = |t| cos(h − atan2(t1, t0)); cos: ρ = √(2/Y) t, θ = −b).
+    # So a step takes one sin/cos pair per (state, direction), a matrix-vector product for s and
+    # one (B×C)·(C×D) product for ∇s = −√β Σ_j ρ_j sin(h_j − θ_j) ω_j. Measured at D = 30,
+    # Y = 10⁵, 256 states: 20–25% faster than the Cartesian form with its extra products.
+    if memory.feature_map == "sincos":
+        weight = jnp.hypot(t_chunks[:, 0], t_chunks[:, 1]) / jnp.sqrt(jnp.asarray(memory.num_features, dtype))
+        shift = jnp.arctan2(t_chunks[:, 1], t_chunks[:, 0])
+    else:
+        weight = t_chunks[:, 0] * jnp.sqrt(jnp.asarray(2.0 / memory.num_features, dtype))
+        shift = jnp.zeros_like(weight)
+    scaled_states = sqrt_beta * states
+
     def step(carry, xs):
         s, g = carry
-        c, t = xs
+        c, rho, theta = xs
         omega, phase = _chunk_inputs(memory, c)
-        h = sqrt_beta * (states @ omega.T)
-        if memory.feature_map == "sincos":
-            sin, cos = sincos(h)
-            if want_grad and d <= FOLD_MAX_DIM:
-                # small D: s and ∇s from two products, cos·[t1 ω | t0] + sin·[−t0 ω | t1] (last
-                # column = s), which beats separate elementwise and matrix-vector passes
-                right_cos = jnp.concatenate([sqrt_beta * t[1][:, None] * omega, t[0][:, None]], axis=1)
-                right_sin = jnp.concatenate([-sqrt_beta * t[0][:, None] * omega, t[1][:, None]], axis=1)
-                both = (cos @ right_cos + sin @ right_sin) / jnp.sqrt(memory.num_features)
-                s, g = s + both[:, -1], g + both[:, :-1]
-            elif want_grad:  # large D: one product with the combined weights keeps the flops at 2·B·C·D
-                s = s + (cos @ t[0] + sin @ t[1]) / jnp.sqrt(memory.num_features)
-                g = g + sqrt_beta * ((cos * t[1] - sin * t[0]) @ omega) / jnp.sqrt(memory.num_features)
-            else:
-                s = s + (cos @ t[0] + sin @ t[1]) / jnp.sqrt(memory.num_features)
-        else:
-            scale = jnp.sqrt(2.0 / memory.num_features)
-            sin, cos = sincos(h + phase)
-            s = s + scale * (cos @ t[0])
-            if want_grad:
-                g = g - scale * sqrt_beta * ((sin * t[0]) @ omega)
+        angle = scaled_states @ omega.T - (theta if phase is None else theta - phase)
+        sin, cos = sincos(angle)
+        s = s + cos @ rho
+        if want_grad:
+            g = g - sqrt_beta * ((rho * sin) @ omega)
         return (s, g), None
 
     init = (jnp.zeros((b,), dtype), jnp.zeros((b, d), dtype))
-    (s, g), _ = jax.lax.scan(step, init, (jnp.arange(memory.num_chunks), t_chunks))
+    (s, g), _ = jax.lax.scan(step, init, (jnp.arange(memory.num_chunks), weight, shift))
     return s, (g if want_grad else None)
 
 
-@eqx.filter_jit
+@functools.partial(_xla.jit, cpu_options=WIDE_VECTORS, static_argnames="want_grad")
 def _energy_and_grad(memory: DistributedMemory, states: jax.Array, want_grad: bool):
     s, g = _pass(memory, states, want_grad)
     if memory.feature_map == "positive":
