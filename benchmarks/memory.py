@@ -72,6 +72,15 @@ def child_ours(d: int, y: int, projection: str, recall: bool) -> dict:
 def child_reference(d: int, y: int, recall: bool, path: str) -> dict:
     import jax
 
+    import inspect
+
+    import jax.numpy as jnp
+
+    if "a_min" not in inspect.signature(jnp.clip).parameters:  # removed in jax 0.6; the reference calls it
+        clip = jnp.clip
+        jnp.clip = lambda x, min=None, max=None, *, a_min=None, a_max=None: clip(  # noqa: E731
+            x, a_min if min is None else min, a_max if max is None else max
+        )
     sys.path.insert(0, path)
     import kernel_sims  # the reference, from its own checkout
 
@@ -151,6 +160,12 @@ def _child_main(spec: dict) -> None:
           "generator": child_generator}[kind]
     result = fn(**spec)
     result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    import jax
+
+    if jax.default_backend() != "cpu":  # on an accelerator, the peak of its own memory
+        stats = jax.devices()[0].memory_stats() or {}
+        if "peak_bytes_in_use" in stats:
+            result["peak_device_gib"] = stats["peak_bytes_in_use"] / 2**30
     print(json.dumps(result))
 
 
@@ -168,6 +183,7 @@ def main() -> None:
         _child_main(json.loads(args.child))
         return
     sys.path.insert(0, str(Path(__file__).parent))
+    import jax
     from _common import print_table, write_results
 
     reference = None if args.quick else args.reference
@@ -181,15 +197,15 @@ def main() -> None:
         ours = run_child("ours", d=d, y=y, projection="auto", recall=True)
         row = {"D": d, "Y": y, "stored": ours.get("stored"), "egrad_q_per_s": ours.get("queries_per_s"),
                "recall_s": ours.get("recall_s"), "recall_first_s": ours.get("recall_first_s"),
-               "peak_gib": ours.get("peak_rss_gib"),
+               "peak_gib": ours.get("peak_rss_gib"), "peak_device_gib": ours.get("peak_device_gib"),
                "matmul_fraction": (4 * BATCH * y * d / ours["egrad_s"] / 1e9 / ceiling) if "egrad_s" in ours else None}
-        if d == 30:  # thin products: one XLA device per core keeps both cores busier than one device
+        if d == 30 and jax.default_backend() == "cpu":  # thin products: one device per core keeps the cores busier
             split = run_child("ours", host_devices=os.cpu_count() or 1, d=d, y=y, projection="auto", recall=True)
             row.update(recall_s_device_per_core=split.get("recall_s"))
         if reference:
             ref = run_child("reference", python=args.reference_python, d=d, y=y, recall=True, path=reference)
             row.update(ref_egrad_q_per_s=ref.get("queries_per_s"), ref_recall_s=ref.get("recall_s"),
-                       ref_peak_gib=ref.get("peak_rss_gib"),
+                       ref_peak_gib=ref.get("peak_rss_gib"), ref_peak_device_gib=ref.get("peak_device_gib"),
                        recall_speedup=(ref["recall_s"] / ours["recall_s"]) if "recall_s" in ref and "recall_s" in ours else None)
             if row.get("recall_s_device_per_core") and "recall_s" in ref:
                 row["recall_speedup_device_per_core"] = ref["recall_s"] / row["recall_s_device_per_core"]
@@ -206,12 +222,15 @@ def main() -> None:
     gen = run_child("generator", d=d, y=y, chunk=2048)
     projection_rows = [{"D": d, "Y": y, "stored_egrad_s": stored.get("egrad_s"), "stored_peak_gib": stored.get("peak_rss_gib"),
                         "regenerated_egrad_s": regen.get("egrad_s"), "regenerated_peak_gib": regen.get("peak_rss_gib"),
+                        "stored_peak_device_gib": stored.get("peak_device_gib"),
+                        "regenerated_peak_device_gib": regen.get("peak_device_gib"),
                         "generator_s": gen.get("generate_s"),
                         "generator_share": gen["generate_s"] / regen["egrad_s"] if "egrad_s" in regen and "generate_s" in gen else None}]
     if not args.quick:
         big = run_child("ours", d=784, y=1_000_000, projection="regenerated", recall=False)
         projection_rows.append({"D": 784, "Y": 1_000_000, "regenerated_egrad_s": big.get("egrad_s"),
                                 "regenerated_peak_gib": big.get("peak_rss_gib"),
+                                "regenerated_peak_device_gib": big.get("peak_device_gib"),
                                 "stored_projection_gib": 784 * 1_000_000 * 4 / 2**30})
     print_table(projection_rows)
     # exact energy, streamed over memories, and the crossover with DrDAM
@@ -220,7 +239,8 @@ def main() -> None:
         for k in ((1_000, 10_000) if args.quick else (1_000, 10_000, 100_000)):
             ex = run_child("exact", d=d, k=k)
             exact_rows.append({"D": d, "K": k, "exact_egrad_q_per_s": ex.get("queries_per_s"),
-                               "exact_egrad_s": ex.get("egrad_s"), "peak_gib": ex.get("peak_rss_gib")})
+                               "exact_egrad_s": ex.get("egrad_s"), "peak_gib": ex.get("peak_rss_gib"),
+                               "peak_device_gib": ex.get("peak_device_gib")})
     crossover = []
     for d, y in sizes:
         ours_row = next(r for r in rows if r["D"] == d and r["Y"] == y)

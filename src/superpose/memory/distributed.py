@@ -29,6 +29,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from superpose import _xla
 from superpose._xla import WIDE_VECTORS
+from superpose.numerics.precision import matmul
 from superpose.memory._checks import check_beta, memories_array, positive_int, states_array
 from superpose.memory.features import FEATURE_MAPS, PARTS, chunk_features, phase_chunk, projection_chunk
 from superpose.numerics import sincos
@@ -322,6 +323,21 @@ def _features(memory: DistributedMemory, states: jax.Array) -> jax.Array:
     return out.reshape(b, -1)
 
 
+#: on accelerators a pass step holds at most this many (state, direction) pairs and this many
+#: projection entries (64 Mi float32 each, 256 MiB), which keeps regeneration's memory bounded.
+ACCELERATOR_STEP_ENTRIES = 2**26
+
+
+def _chunks_per_step(memory: DistributedMemory, batch: int) -> int:
+    """Generated chunks of directions per step of a pass: one on CPU, where a chunk is sized for the
+    cache; on a GPU as many as fit in :data:`ACCELERATOR_STEP_ENTRIES`, since a long sequence of
+    small steps leaves it idle (measured on an H100: 1.7× slower at D = 30, Y = 10⁵)."""
+    if jax.default_backend() == "cpu":
+        return 1
+    per_chunk = memory.chunk * max(batch, memory.dim)
+    return max(1, min(memory.num_chunks, ACCELERATOR_STEP_ENTRIES // per_chunk))
+
+
 @functools.partial(_xla.jit, cpu_options=WIDE_VECTORS, static_argnames="want_grad")
 def _pass(memory: DistributedMemory, states: jax.Array, want_grad: bool) -> tuple[jax.Array, jax.Array | None]:
     """One pass over the directions: (kernel sum, its gradient) or, for "positive", (log sum, its gradient)."""
@@ -345,7 +361,7 @@ def _pass(memory: DistributedMemory, states: jax.Array, want_grad: bool) -> tupl
             w = jnp.exp(logits - safe_top[None, :, None])
             total = total * rescale + jnp.sum(w, axis=(0, 2))
             if want_grad:
-                weighted = weighted * rescale[:, None] + sqrt_beta * ((w[0] - w[1]) @ omega)
+                weighted = weighted * rescale[:, None] + sqrt_beta * matmul(w[0] - w[1], omega)
             return (new_top, total, weighted), None
 
         init = (jnp.full((b,), -jnp.inf, dtype), jnp.zeros((b,), dtype), jnp.zeros((b, d), dtype))
@@ -367,20 +383,29 @@ def _pass(memory: DistributedMemory, states: jax.Array, want_grad: bool) -> tupl
         weight = t_chunks[:, 0] * jnp.sqrt(jnp.asarray(2.0 / memory.num_features, dtype))
         shift = jnp.zeros_like(weight)
     scaled_states = sqrt_beta * states
+    # several generated chunks per step on accelerators (padding chunks get weight 0)
+    group = _chunks_per_step(memory, b)
+    n_steps = -(-memory.num_chunks // group)
+    extra = ((0, n_steps * group - memory.num_chunks), (0, 0))
+    weight = jnp.pad(weight, extra).reshape(n_steps, group * memory.chunk)
+    shift = jnp.pad(shift, extra).reshape(n_steps, group * memory.chunk)
+    ids = jnp.arange(n_steps * group).reshape(n_steps, group)
 
     def step(carry, xs):
         s, g = carry
         c, rho, theta = xs
-        omega, phase = _chunk_inputs(memory, c)
-        angle = scaled_states @ omega.T - (theta if phase is None else theta - phase)
+        omega, phase = jax.vmap(lambda i: _chunk_inputs(memory, i))(c)
+        omega = omega.reshape(-1, d)
+        phase = None if phase is None else phase.reshape(-1)
+        angle = matmul(scaled_states, omega.T) - (theta if phase is None else theta - phase)
         sin, cos = sincos(angle)
-        s = s + cos @ rho
+        s = s + matmul(cos, rho)
         if want_grad:
-            g = g - sqrt_beta * ((rho * sin) @ omega)
+            g = g - sqrt_beta * matmul(rho * sin, omega)
         return (s, g), None
 
     init = (jnp.zeros((b,), dtype), jnp.zeros((b, d), dtype))
-    (s, g), _ = jax.lax.scan(step, init, (jnp.arange(memory.num_chunks), weight, shift))
+    (s, g), _ = jax.lax.scan(step, init, (ids, weight, shift))
     return s, (g if want_grad else None)
 
 

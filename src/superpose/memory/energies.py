@@ -8,10 +8,13 @@ polynomial orders far beyond what overflows a plain power.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from superpose.numerics.precision import matmul
 from superpose.memory._checks import check_beta
 
 
@@ -51,7 +54,7 @@ def dot_lse_energy(
     """
     _check_pair(state, memories)
     check_beta(beta)
-    energy = -jax.nn.logsumexp(beta * (memories @ state)) / beta + 0.5 * jnp.sum(state**2)
+    energy = -jax.nn.logsumexp(beta * matmul(memories, state)) / beta + 0.5 * jnp.sum(state**2)
     if constants:
         k = memories.shape[0]
         energy = energy + jnp.log(k) / beta + 0.5 * jnp.max(jnp.sum(memories**2, axis=-1))
@@ -73,7 +76,7 @@ def polynomial_energy(
     if not isinstance(order, int) or order < 2:
         raise ValueError(f"order must be an integer >= 2, got {order!r}")
     _check_pair(state, memories)
-    overlaps = memories @ state
+    overlaps = matmul(memories, state)
     if normalize:
         overlaps = overlaps / state.shape[-1]
     return -jnp.sum(overlaps**order)
@@ -88,7 +91,7 @@ def hopfield_energy(state: Float[Array, " D"], memories: Float[Array, "K D"]) ->
     """
     _check_pair(state, memories)
     d = state.shape[-1]
-    overlaps = memories @ state
+    overlaps = matmul(memories, state)
     diagonal = jnp.sum((memories * state) ** 2)
     return -(jnp.sum(overlaps**2) - diagonal) / (2 * d)
 
@@ -109,8 +112,12 @@ def lse_energy_and_grad_streamed(
         raise ValueError(f"need states (B, D) and memories (K, D); got {states.shape} and {memories.shape}")
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
+    return _lse_streamed(states, memories, jnp.asarray(beta, states.dtype), chunk=min(int(chunk), memories.shape[0]))
+
+
+@functools.partial(jax.jit, static_argnames="chunk")
+def _lse_streamed(states, memories, beta, *, chunk):
     k, d = memories.shape
-    chunk = min(chunk, k)
     n_chunks = -(-k // chunk)
     padded = jnp.concatenate([memories, jnp.zeros((n_chunks * chunk - k, d), memories.dtype)])
     valid = jnp.arange(n_chunks * chunk) < k
@@ -122,12 +129,12 @@ def lse_energy_and_grad_streamed(
     def step(carry, block):
         top, total, weighted = carry
         xi, ok = block
-        sq = jnp.maximum(state_sq - 2 * states @ xi.T + jnp.sum(xi**2, axis=-1), 0.0)
+        sq = jnp.maximum(state_sq - 2 * matmul(states, xi.T) + jnp.sum(xi**2, axis=-1), 0.0)
         logits = jnp.where(ok, -0.5 * beta * sq, -jnp.inf)
         new_top = jnp.maximum(top, jnp.max(logits, axis=-1))
         rescale = jnp.exp(top - new_top)
         w = jnp.exp(logits - new_top[:, None])
-        return (new_top, total * rescale + jnp.sum(w, axis=-1), weighted * rescale[:, None] + w @ xi), None
+        return (new_top, total * rescale + jnp.sum(w, axis=-1), weighted * rescale[:, None] + matmul(w, xi)), None
 
     init = (jnp.full((b,), -jnp.inf, states.dtype), jnp.zeros((b,), states.dtype), jnp.zeros_like(states))
     (top, total, weighted), _ = jax.lax.scan(step, init, (blocks, valid))

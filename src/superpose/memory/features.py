@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from superpose.numerics import sincos
+from superpose.numerics.precision import matmul
 
 FEATURE_MAPS = ("sincos", "cos", "positive")
 
@@ -67,7 +68,7 @@ def chunk_features(
     For ``"positive"`` this returns the *logarithm* of the features (they under- and overflow
     in linear space for large β).
     """
-    h = jnp.sqrt(beta) * (states @ omega.T)
+    h = jnp.sqrt(beta) * matmul(states, omega.T)
     if kind == "sincos":
         sin, cos = sincos(h)
         return jnp.stack([cos, sin]) / jnp.sqrt(num_features)

@@ -18,6 +18,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from superpose import _xla
 from superpose._xla import WIDE_VECTORS
+from superpose.numerics.precision import matmul
 from superpose.memory._checks import check_beta, memories_array, positive_float, positive_int, states_array
 from superpose.parallel import distribute
 
@@ -161,7 +162,7 @@ def one_step_update(
     xi = memories_array(memories)
     v = states_array(states, xi.shape[1])
     check_beta(beta)
-    return jax.nn.softmax(beta * (v @ xi.T), axis=-1) @ xi
+    return matmul(jax.nn.softmax(beta * matmul(v, xi.T), axis=-1), xi)
 
 
 class SignResult(NamedTuple):
