@@ -12,7 +12,10 @@ described in ``docs/scaling.md``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
+import os
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -135,3 +138,34 @@ def sharded(
 
 
 __all__ = ["BATCH_AXIS", "batch_mesh", "distribute", "pad_batch", "replicate", "shard_batch", "sharded"]
+
+
+#: rows per part below which a CPU batch is not split across threads
+MIN_THREAD_PART = 64
+#: the most concurrent parts (measured on 2 cores only; more parts are untested)
+MAX_THREAD_PARTS = 4
+_POOL: list[concurrent.futures.ThreadPoolExecutor] = []
+_POOL_LOCK = threading.Lock()
+
+
+def cpu_thread_parts(size: int) -> int:
+    """How many parts a batch of ``size`` independent rows is split into and run concurrently.
+
+    Only on a single CPU device: XLA runs two calls from two threads at the same time, and on a
+    CPU with few cores that keeps the cores busier than one call whose thin operations each split
+    across them (DrDAM recall at D = 30, Y = 10⁵ on 2 cores: 1.6× faster). With several devices
+    :func:`distribute` splits the batch instead. Returns 1 where splitting does not apply.
+    """
+    if jax.default_backend() != "cpu" or jax.device_count() != 1:
+        return 1
+    return max(1, min(os.cpu_count() or 1, MAX_THREAD_PARTS, size // MIN_THREAD_PART))
+
+
+def run_concurrently(calls: Sequence[Callable[[], Any]]) -> list[Any]:
+    """Runs the zero-argument ``calls`` in a shared thread pool and returns their results in order
+    (each blocked until its arrays are ready, so the calls overlap)."""
+    with _POOL_LOCK:
+        if not _POOL:
+            _POOL.append(concurrent.futures.ThreadPoolExecutor(MAX_THREAD_PARTS, thread_name_prefix="superpose"))
+    futures = [_POOL[0].submit(lambda c=c: jax.block_until_ready(c())) for c in calls]
+    return [f.result() for f in futures]

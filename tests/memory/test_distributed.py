@@ -217,3 +217,22 @@ def test_several_chunks_per_step_give_the_same_pass(monkeypatch, feature_map, pr
     np.testing.assert_allclose(e3, e1, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(g3, g1, rtol=1e-4, atol=1e-6)
     assert not np.allclose(g1, 0.0)
+
+
+def test_descend_in_concurrent_parts_equals_one_call(monkeypatch):
+    # on one CPU device descend splits a large batch into parts run in threads; 131 queries go in
+    # two parts (one padded row) and must give what one call gives, early stops and trace included
+    from superpose.memory import retrieval
+
+    xi = binary_patterns(jax.random.key(21), 6, 8)
+    q = jax.random.normal(jax.random.key(22), (131, 8)) * 0.4
+    memory = DistributedMemory.from_memories(xi, jax.random.key(23), 512, 6.0)
+    kwargs = dict(steps=12, step_size=0.2, tol=0.05, record=True)
+    monkeypatch.setattr(retrieval, "cpu_thread_parts", lambda n: 2)
+    split_out, split = descend(distributed_energy, q, memory, **kwargs)
+    monkeypatch.setattr(retrieval, "cpu_thread_parts", lambda n: 1)
+    one_out, one = descend(distributed_energy, q, memory, **kwargs)
+    np.testing.assert_allclose(split_out, one_out, rtol=1e-5, atol=1e-6)
+    for a, b in zip(split, one, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert 0 < int(jnp.sum(one.converged)) < 131  # some queries stop early, some do not

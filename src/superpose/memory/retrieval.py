@@ -20,7 +20,7 @@ from superpose import _xla
 from superpose._xla import WIDE_VECTORS
 from superpose.numerics.precision import matmul
 from superpose.memory._checks import check_beta, memories_array, positive_float, positive_int, states_array
-from superpose.parallel import distribute
+from superpose.parallel import cpu_thread_parts, distribute, pad_batch, run_concurrently
 
 
 class DescentResult(NamedTuple):
@@ -137,10 +137,22 @@ def descend(
         (tuple(args), jnp.asarray(step_size, v.dtype), jnp.asarray(0.0 if tol is None else tol, v.dtype),
          jnp.zeros((1,), v.dtype) if betas is None else betas),
     )
-    out, e, gnorm, taken, converged, trace = _descend(
-        energy, flat, args, free, step, tol_value, schedule,
+    run = functools.partial(
+        _descend, energy, args=args, step_size=step, tol=tol_value, betas=schedule,
         steps=steps, record=record, use_tol=tol is not None, use_betas=betas is not None,
     )
+    parts = cpu_thread_parts(n)
+    if parts == 1:
+        out, e, gnorm, taken, converged, trace = run(flat, free=free)
+    else:  # one CPU device: equal parts of the batch run concurrently (queries are independent)
+        (flat, free), _ = pad_batch((flat, free), parts)
+        size = flat.shape[0] // parts
+        pieces = run_concurrently(
+            [functools.partial(run, flat[i * size:(i + 1) * size], free=free[i * size:(i + 1) * size])
+             for i in range(parts)]
+        )
+        out, e, gnorm, taken, converged = (jnp.concatenate([p[k] for p in pieces]) for k in range(5))
+        trace = jnp.concatenate([p[5] for p in pieces], axis=1)
     out, e, gnorm, taken, converged = (a[:n] for a in (out, e, gnorm, taken, converged))
     trace = trace[:, :n] if record else trace
     reshape = lambda a: a.reshape(batch_shape)  # noqa: E731
