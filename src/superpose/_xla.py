@@ -44,5 +44,4 @@ def jit(fn: Callable[..., Any] | None = None, *, cpu_options: dict[str, Any], **
                 compiled.append(jax.jit(fn, compiler_options=options, **kwargs) if options else plain)
         return compiled[0](*args, **kw)
 
-    call.lower = lambda *args, **kw: plain.lower(*args, **kw)  # for inspection; default options
     return call

@@ -6,8 +6,9 @@ function that is already vectorised over that axis: it pads the axis to a multip
 device count, places each block on its own device with a ``NamedSharding`` over a 1-D
 ``Mesh``, lets ``jit`` partition the computation, and strips the padding from the result.
 
-With a single device it is ``jax.jit`` and nothing else. Multi-GPU and multi-host use is
-described in ``docs/scaling.md``.
+With a single device it is ``jax.jit`` and nothing else. On a single CPU device,
+:func:`cpu_thread_parts` and :func:`run_concurrently` split a batch into parts that run in
+threads at the same time instead. Multi-GPU and multi-host use is described in ``docs/scaling.md``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import os
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -137,15 +137,10 @@ def sharded(
     return wrapper
 
 
-__all__ = ["BATCH_AXIS", "batch_mesh", "distribute", "pad_batch", "replicate", "shard_batch", "sharded"]
-
-
 #: rows per part below which a CPU batch is not split across threads
 MIN_THREAD_PART = 64
 #: the most concurrent parts (measured on 2 cores only; more parts are untested)
 MAX_THREAD_PARTS = 4
-_POOL: list[concurrent.futures.ThreadPoolExecutor] = []
-_POOL_LOCK = threading.Lock()
 
 
 def cpu_thread_parts(size: int) -> int:
@@ -164,8 +159,16 @@ def cpu_thread_parts(size: int) -> int:
 def run_concurrently(calls: Sequence[Callable[[], Any]]) -> list[Any]:
     """Runs the zero-argument ``calls`` in a shared thread pool and returns their results in order
     (each blocked until its arrays are ready, so the calls overlap)."""
-    with _POOL_LOCK:
-        if not _POOL:
-            _POOL.append(concurrent.futures.ThreadPoolExecutor(MAX_THREAD_PARTS, thread_name_prefix="superpose"))
-    futures = [_POOL[0].submit(lambda c=c: jax.block_until_ready(c())) for c in calls]
+    futures = [_pool().submit(lambda c=c: jax.block_until_ready(c())) for c in calls]
     return [f.result() for f in futures]
+
+
+@functools.cache
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(MAX_THREAD_PARTS, thread_name_prefix="superpose")
+
+
+__all__ = [
+    "BATCH_AXIS", "batch_mesh", "cpu_thread_parts", "distribute", "pad_batch", "replicate", "run_concurrently",
+    "shard_batch", "sharded",
+]

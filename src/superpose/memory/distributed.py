@@ -29,10 +29,10 @@ from jaxtyping import Array, Bool, Float, Int
 
 from superpose import _xla
 from superpose._xla import WIDE_VECTORS
-from superpose.numerics.precision import matmul
 from superpose.memory._checks import check_beta, memories_array, positive_int, states_array
 from superpose.memory.features import FEATURE_MAPS, PARTS, chunk_features, phase_chunk, projection_chunk
 from superpose.numerics import sincos
+from superpose.numerics.precision import matmul
 
 #: "auto" stores the projection when it takes at most this many bytes (512 MiB).
 AUTO_STORE_BYTES = 512 * 2**20

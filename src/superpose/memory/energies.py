@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from superpose.numerics.precision import matmul
 from superpose.memory._checks import check_beta
+from superpose.numerics.precision import matmul
 
 
 def _check_pair(state: Array, memories: Array) -> None:

@@ -18,8 +18,8 @@ from jaxtyping import Array, Bool, Float, Int
 
 from superpose import _xla
 from superpose._xla import WIDE_VECTORS
-from superpose.numerics.precision import matmul
 from superpose.memory._checks import check_beta, memories_array, positive_float, positive_int, states_array
+from superpose.numerics.precision import matmul
 from superpose.parallel import cpu_thread_parts, distribute, pad_batch, run_concurrently
 
 

@@ -29,18 +29,16 @@ _Q1, _Q2, _Q3 = 3.140625, 9.67502593994140625e-4, 1.509957990978376432e-7
 _S = tuple((-1) ** i / math.factorial(2 * i + 1) for i in range(1, 7))
 
 
-def _signed_sine(x: jax.Array, k: jax.Array) -> jax.Array:
-    """``(−1)^k sin(x − kπ)`` for float32 ``x`` and integral-valued ``k`` (a multiple of ½ for cos)."""
+def _signed_sine(x: jax.Array, k: jax.Array, n: jax.Array) -> jax.Array:
+    """``(−1)^n sin(x − kπ)`` for float32 ``x``, ``|x − kπ| <= π/2`` and integral-valued ``n``."""
     r = ((x - k * _Q1) - k * _Q2) - k * _Q3
     r2 = r * r
     poly = _S[-1]
     for c in _S[-2::-1]:
         poly = c + r2 * poly
     value = r + r * r2 * poly
-    # (−1)^k by a select (differentiable, unlike a sign-bit flip); k − ½ is used for the cosine,
-    # so take the parity of ⌊k + ½⌋
-    odd = (jnp.floor(k + 0.5).astype(jnp.int32) & 1) == 1
-    return jnp.where(odd, -value, value)
+    # (−1)^n by a select (differentiable, unlike a sign-bit flip)
+    return jnp.where((n.astype(jnp.int32) & 1) == 1, -value, value)
 
 
 def sincos(x: Float[Array, "*shape"]) -> tuple[Float[Array, "*shape"], Float[Array, "*shape"]]:
@@ -49,8 +47,8 @@ def sincos(x: Float[Array, "*shape"]) -> tuple[Float[Array, "*shape"], Float[Arr
     if x.dtype != jnp.float32:
         return jnp.sin(x), jnp.cos(x)
     k = jnp.round(x * _INV_PI)
-    sin = _signed_sine(x, k)
+    sin = _signed_sine(x, k, k)
     # cos x = sin(x + π/2) = (−1)^m sin(x − (m − ½)π) with m = round(x/π + ½)
     m = jnp.round(x * _INV_PI + 0.5)
-    cos = _signed_sine(x, m - 0.5)
+    cos = _signed_sine(x, m - 0.5, m)
     return sin, cos
