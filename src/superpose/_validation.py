@@ -20,16 +20,17 @@ def is_concrete(*values: Any) -> bool:
     return not any(isinstance(v, jax.core.Tracer) for v in values)
 
 
-def as_float_array(name: str, value: Any) -> jax.Array:
-    """Converts to a floating JAX array; integer and bool inputs become the default float."""
+def as_float_array(name: str, value: Any, allow_complex: bool = False) -> jax.Array:
+    """Converts to a floating (or, if allowed, complex) JAX array; integers and bools become the default float."""
     try:
         array = jnp.asarray(value)
     except (TypeError, ValueError) as error:
         raise TypeError(f"{name} must be array-like of numbers, got {type(value).__name__}") from error
     if array.dtype == jnp.bool_ or jnp.issubdtype(array.dtype, jnp.integer):
         array = array.astype(jnp.result_type(float))
-    elif not jnp.issubdtype(array.dtype, jnp.floating):
-        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    elif not jnp.issubdtype(array.dtype, jnp.inexact if allow_complex else jnp.floating):
+        what = "real or complex numbers" if allow_complex else "real numbers"
+        raise TypeError(f"{name} must hold {what}, got dtype {array.dtype}")
     return array
 
 

@@ -21,6 +21,7 @@ from superpose._xla import WIDE_VECTORS
 from superpose.memory._checks import check_beta, memories_array, positive_float, positive_int, states_array
 from superpose.numerics.precision import matmul
 from superpose.parallel import cpu_thread_parts, distribute, pad_batch, run_concurrently
+from superpose.scales.schedules import BetaSchedule, schedule_array
 
 
 class DescentResult(NamedTuple):
@@ -80,7 +81,7 @@ def descend(
     step_size: float = 0.1,
     clamp: Bool[Array, "... D"] | None = None,
     tol: float | None = None,
-    betas: Float[Array, " steps"] | None = None,
+    betas: Float[Array, " steps"] | BetaSchedule | None = None,
     record: bool = False,
 ) -> tuple[Float[Array, "... D"], DescentResult]:
     """Gradient descent on an energy, ``v ← v − step_size · ∇E(v)``, for a batch of states.
@@ -100,7 +101,8 @@ def descend(
         tol: stop a query once the norm of its gradient over the free coordinates is at most
             ``tol``; the loop ends when every query has stopped.
         betas: a β schedule of length ``steps`` (annealing from smooth to sharp), for energies
-            that take ``beta``. A DistributedMemory's β is fixed when T is built.
+            that take ``beta``: a :class:`~superpose.scales.BetaSchedule` or an array of shape
+            ``(steps,)``. A DistributedMemory's β is fixed when T is built.
         record: keep the energy before every step (``result.trace``, shape ``(steps, ...)``).
 
     Returns:
@@ -126,10 +128,8 @@ def descend(
             free = ~jnp.broadcast_to(c, v.shape).reshape(-1, d)
         except ValueError:
             raise ValueError(f"clamp of shape {c.shape} does not broadcast to states of shape {v.shape}") from None
-    if betas is not None:
-        betas = jnp.asarray(betas, v.dtype)
-        if betas.shape != (steps,):
-            raise ValueError(f"betas must have shape (steps,) = ({steps},), got {betas.shape}")
+    if betas is not None:  # a BetaSchedule or an array, as one (steps,) array (superpose.scales)
+        betas = schedule_array(betas, steps, v.dtype)
         check_beta(betas, "betas")
     # the query axis is split over every visible device (a no-op with one device)
     (flat, free), (args, step, tol_value, schedule), n = distribute(

@@ -24,6 +24,7 @@ EXPERIMENT_MODULES: tuple[str, ...] = (
     "superpose.memory.experiments",
     "superpose.toy.experiments",
     "superpose.recall.experiments",
+    "superpose.scales.experiments",
 )
 
 ExperimentFn = Callable[[Any, "RunContext"], None]
