@@ -25,6 +25,7 @@ EXPERIMENT_MODULES: tuple[str, ...] = (
     "superpose.toy.experiments",
     "superpose.recall.experiments",
     "superpose.scales.experiments",
+    "superpose.sae.experiments",
 )
 
 ExperimentFn = Callable[[Any, "RunContext"], None]

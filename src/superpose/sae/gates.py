@@ -1,0 +1,173 @@
+"""Gates: how strongly each atom takes part in explaining a row.
+
+A row ``i`` carries one logit per atom, ``ℓ_i ∈ R^K``; a gate maps it to activities
+``a_i = g(ℓ_i) ∈ R^K`` and charges a penalty for them. Every gate is a small frozen dataclass
+with pure methods, so it can be a static argument of a jitted function:
+
+==================  =============================  ==========================================  ==========
+gate                activity a_ik                  penalty per row (× strength)                parameter
+==================  =============================  ==========================================  ==========
+``softmax``         softmax(ℓ_i / T)               λ_sparse · entropy(a_i) (nats)              strength
+``topk``            σ(ℓ_ik) on the k largest ℓ_ik  none: the support is hard                   none
+``threshold``       ℓ_ik · σ((ℓ_ik − θ_k) / ε)     λ_sparse · Σ_k |a_ik| (gated L1)            strength
+``beta_bernoulli``  σ(ℓ_ik)                        −Σ_k a log π_k + (1 − a) log(1 − π_k)       log α
+==================  =============================  ==========================================  ==========
+
+``threshold`` is JumpReLU with its jump relaxed by a sigmoid of width ε; its per-atom
+thresholds θ_k are learned with the decoders. ``beta_bernoulli`` is an ordered (Indian-buffet
+style) gate: atom k fires at rate π_k = ρ^(k+1) with ρ = α / (1 + α), so later atoms are
+shrunk geometrically; its sparse coordinate log α is an offset, not a penalty strength
+(``sparse_is_penalty_strength`` is False), which is what
+:func:`superpose.sae.hyperparameters.seed_from_dispersion` reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from superpose._validation import positive_float, positive_int
+from superpose.numerics.strengths import stable_exp
+
+#: Logit given to a gate that a grid search switches on (σ = 0.95) or off (σ = 0.05).
+ON_LOGIT, OFF_LOGIT = 2.944, -2.944
+
+
+def _entropy(p: Array) -> Array:
+    return -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0), axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class SoftmaxGate:
+    """Activities ``softmax(ℓ/T)`` (they sum to 1 per row); penalty ``entropy(a)``."""
+
+    temperature: float = 1.0
+    name: str = dataclasses.field(default="softmax", init=False)
+    sparse_is_penalty_strength: bool = dataclasses.field(default=True, init=False)
+    learns_thresholds: bool = dataclasses.field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        positive_float(self.temperature, "temperature")
+
+    def activities(self, logits: Float[Array, "... K"], thresholds: Float[Array, " K"]) -> Float[Array, "... K"]:
+        return jax.nn.softmax(logits / self.temperature, axis=-1)
+
+    def penalty(self, logits, thresholds, log_sparse) -> Float[Array, "..."]:
+        """Per-row penalty (already multiplied by its strength)."""
+        return stable_exp(log_sparse) * _entropy(self.activities(logits, thresholds))
+
+    def switched(self, logits: Array, atom: int, on: Array) -> Array:
+        """Logits with ``atom`` made dominant (on) or suppressed (off)."""
+        return logits.at[..., atom].set(jnp.where(on, jnp.max(logits, -1) + 2 * ON_LOGIT, jnp.min(logits, -1) - ON_LOGIT))
+
+
+@dataclasses.dataclass(frozen=True)
+class TopKGate:
+    """The ``k`` largest logits are active with activity ``σ(ℓ)``; the rest are exactly 0."""
+
+    k: int = 1
+    name: str = dataclasses.field(default="topk", init=False)
+    sparse_is_penalty_strength: bool = dataclasses.field(default=False, init=False)
+    learns_thresholds: bool = dataclasses.field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        positive_int(self.k, "k")
+
+    def activities(self, logits, thresholds):
+        """Exactly k active atoms per row (ties go to the lower index)."""
+        chosen = jax.lax.top_k(jax.lax.stop_gradient(logits), self.k)[1]  # (..., k)
+        mask = jnp.any(jax.nn.one_hot(chosen, logits.shape[-1], dtype=jnp.int32) > 0, axis=-2)
+        return jnp.where(mask, jax.nn.sigmoid(logits), 0.0)
+
+    def penalty(self, logits, thresholds, log_sparse):
+        return jnp.zeros(logits.shape[:-1], logits.dtype)
+
+    def switched(self, logits, atom, on):
+        """On: the row's largest logit (so it is among the k chosen) plus a margin; off: its smallest minus one."""
+        largest, smallest = jnp.max(logits, -1), jnp.min(logits, -1)
+        return logits.at[..., atom].set(jnp.where(on, jnp.maximum(largest + 1.0, ON_LOGIT), smallest - 1.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class ThresholdGate:
+    """JumpReLU relaxed: ``a = ℓ · σ((ℓ − θ_k)/ε)``, penalised by the gated L1 ``Σ |a|``."""
+
+    width: float = 0.1
+    initial_threshold: float = 0.5
+    name: str = dataclasses.field(default="threshold", init=False)
+    sparse_is_penalty_strength: bool = dataclasses.field(default=True, init=False)
+    learns_thresholds: bool = dataclasses.field(default=True, init=False)
+
+    def __post_init__(self) -> None:
+        positive_float(self.width, "width")
+        if not 0 <= float(self.initial_threshold) < 10:
+            raise ValueError(f"initial_threshold must be in [0, 10), got {self.initial_threshold!r}")
+
+    def activities(self, logits, thresholds):
+        return logits * jax.nn.sigmoid((logits - thresholds) / self.width)
+
+    def penalty(self, logits, thresholds, log_sparse):
+        a = self.activities(logits, thresholds)
+        return stable_exp(log_sparse) * jnp.sum(jnp.sqrt(a * a + 1e-12), axis=-1)  # |a|, smooth at 0
+
+    def switched(self, logits, atom, on):
+        return logits.at[..., atom].set(jnp.where(on, 1.0, 0.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class BetaBernoulliGate:
+    """Ordered Beta–Bernoulli: ``a = σ(ℓ)``, atom k fires at rate ``π_k = (α/(1+α))^(k+1)``."""
+
+    name: str = dataclasses.field(default="beta_bernoulli", init=False)
+    sparse_is_penalty_strength: bool = dataclasses.field(default=False, init=False)
+    learns_thresholds: bool = dataclasses.field(default=False, init=False)
+
+    def activities(self, logits, thresholds):
+        return jax.nn.sigmoid(logits)
+
+    @staticmethod
+    def log_rates(log_alpha: Array, num_atoms: int) -> tuple[Array, Array]:
+        """(log π_k, log(1 − π_k)) for k = 0..K−1, computed without under- or overflow."""
+        log_rho = -jax.nn.softplus(-log_alpha)  # log(α / (1 + α))
+        log_pi = log_rho * jnp.arange(1, num_atoms + 1, dtype=log_rho.dtype)
+        return log_pi, jnp.log(-jnp.expm1(log_pi))
+
+    def penalty(self, logits, thresholds, log_sparse):
+        a = self.activities(logits, thresholds)
+        log_pi, log_not = self.log_rates(log_sparse, logits.shape[-1])
+        return -jnp.sum(a * log_pi + (1 - a) * log_not, axis=-1)
+
+    def switched(self, logits, atom, on):
+        return logits.at[..., atom].set(jnp.where(on, ON_LOGIT, OFF_LOGIT))
+
+
+Gate = SoftmaxGate | TopKGate | ThresholdGate | BetaBernoulliGate
+GATE_TYPES: dict[str, type] = {
+    "softmax": SoftmaxGate, "topk": TopKGate, "threshold": ThresholdGate, "beta_bernoulli": BetaBernoulliGate,
+}
+
+
+def make_gate(spec: str | Gate, num_atoms: int | None = None, **options) -> Gate:
+    """A gate from its name (``softmax``, ``topk``, ``threshold``, ``beta_bernoulli``) or itself.
+
+    ``num_atoms`` checks a TopK gate's ``k`` against K (``1 <= k <= K``).
+    """
+    if isinstance(spec, str):
+        if spec not in GATE_TYPES:
+            raise ValueError(f"unknown gate {spec!r}; known gates: {', '.join(GATE_TYPES)}")
+        gate = GATE_TYPES[spec](**options)
+    elif isinstance(spec, tuple(GATE_TYPES.values())):
+        if options:
+            raise ValueError("options are only accepted with a gate name")
+        gate = spec
+    else:
+        raise TypeError(f"gate must be a name or a gate object, got {type(spec).__name__}")
+    if isinstance(gate, TopKGate) and num_atoms is not None and not 1 <= gate.k <= num_atoms:
+        raise ValueError(f"a TopK gate needs 1 <= k <= K = {num_atoms}, got k = {gate.k}")
+    return gate
+
+
+__all__ = ["GATE_TYPES", "BetaBernoulliGate", "Gate", "SoftmaxGate", "ThresholdGate", "TopKGate", "make_gate"]

@@ -1,0 +1,266 @@
+"""A fitted manifold SAE and the fit at given hyperparameters.
+
+:func:`fit_sae` runs the inner solve (:mod:`superpose.sae.solve`) from several keyed starts
+(:mod:`superpose.sae.init`) and keeps the lowest penalised loss. The result holds a
+:class:`ManifoldSAE` (atoms, gate, hyperparameters, offset, decoders, thresholds) that encodes
+new rows at fixed decoders, decodes, draws its atoms' curves and saves to ``.npz`` + JSON.
+All numbers are computed in float64 unless ``precision="float32"`` is asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from superpose._validation import positive_int
+from superpose.numerics.precision import float64_enabled
+from superpose.runner import files
+from superpose.sae.atoms import make_atom
+from superpose.sae.gates import GATE_TYPES, Gate, make_gate
+from superpose.sae.hyperparameters import SaeHyperparameters
+from superpose.sae.init import initial_params
+from superpose.sae.objective import SaeParams, decode, num_coords, wrap_coords
+from superpose.sae.solve import SolveReport, solve
+
+PRECISIONS = ("float64", "float32")
+
+
+def _context(precision: str):
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return float64_enabled() if precision == "float64" else contextlib.nullcontext()
+
+
+def _data_matrix(Z: Any, name: str = "Z", p: int | None = None) -> np.ndarray:
+    try:
+        array = np.asarray(Z, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be a numeric array of shape (N, p), got {type(Z).__name__}") from error
+    if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 1:
+        raise ValueError(f"{name} must have shape (N, p) with N, p >= 1, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        raise ValueError(f"{name} must be finite; it holds {bad} NaN or inf entries")
+    if p is not None and array.shape[1] != p:
+        raise ValueError(f"{name} must have p = {p} columns (the model's output size), got {array.shape[1]}")
+    return array
+
+
+def make_atoms(atoms: Sequence[Any] | Any) -> tuple:
+    """Atoms from names or atom objects (``["circle", "circle"]``, ``[CircleAtom(3)]``)."""
+    if isinstance(atoms, str) or not isinstance(atoms, Sequence):
+        atoms = [atoms]
+    if len(atoms) < 1:
+        raise ValueError("a manifold SAE needs K >= 1 atoms, got none")
+    return tuple(make_atom(atom) for atom in atoms)
+
+
+class Encoding(NamedTuple):
+    """Rows encoded by a manifold SAE (N rows, K atoms, D = Σ_k d_k coordinates)."""
+
+    logits: np.ndarray  # (N, K)
+    activities: np.ndarray  # (N, K): the gate's a_ik
+    coords: np.ndarray  # (N, D); atom k's in columns ManifoldSAE.coord_columns(k)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ManifoldSAE:
+    """A fitted manifold SAE: ``Ẑ = b + Σ_k a_k Φ_k(t_k) B_k``."""
+
+    atoms: tuple
+    gate: Gate
+    hyperparameters: SaeHyperparameters
+    offset: np.ndarray  # (p,)
+    decoders: tuple[np.ndarray, ...]  # (M_k, p) each
+    thresholds: np.ndarray  # (K,)
+    precision: str = "float64"
+
+    @property
+    def num_atoms(self) -> int:
+        return len(self.atoms)
+
+    @property
+    def output_size(self) -> int:
+        return int(self.offset.shape[0])
+
+    def coord_columns(self, k: int) -> slice:
+        """The columns of ``Encoding.coords`` that hold atom k's coordinates."""
+        start = sum(atom.dim for atom in self.atoms[:k])
+        return slice(start, start + self.atoms[k].dim)
+
+    def _params(self, logits, coords) -> SaeParams:
+        dtype = jnp.float64 if self.precision == "float64" else jnp.float32
+        return SaeParams(jnp.asarray(self.offset, dtype), tuple(jnp.asarray(B, dtype) for B in self.decoders),
+                         jnp.asarray(self.thresholds, dtype), jnp.asarray(logits, dtype), jnp.asarray(coords, dtype))
+
+    def encode(self, Z_new: Any, *, max_iterations: int = 30, grid_points: int = 48) -> Encoding:
+        """Solves each row's gates and coordinates at the fixed decoders (Z_new: (N, p))."""
+        Z = _data_matrix(Z_new, "Z_new", self.output_size)
+        with _context(self.precision):
+            n = Z.shape[0]
+            start = self._params(jnp.zeros((n, self.num_atoms)), jnp.zeros((n, num_coords(self.atoms))))
+            start = start._replace(coords=wrap_coords(self.atoms, start.coords))
+            params, _ = solve(self.atoms, self.gate, start, self.hyperparameters, jnp.asarray(Z, start.offset.dtype),
+                              max_iterations=max_iterations, grid_points=grid_points, update_decoders=False)
+            return self._encoding(params)
+
+    def _encoding(self, params: SaeParams) -> Encoding:
+        activities = self.gate.activities(params.logits, params.thresholds)
+        return Encoding(np.asarray(params.logits), np.asarray(activities), np.asarray(params.coords))
+
+    def decode(self, encoding: Encoding) -> np.ndarray:
+        """``Ẑ`` (N, p) from an encoding's logits and coordinates."""
+        with _context(self.precision):
+            params = self._params(encoding.logits, encoding.coords)
+            return np.asarray(decode(self.atoms, self.gate, params))
+
+    def reconstruct(self, Z: Any) -> np.ndarray:
+        """``decode(encode(Z))``: (N, p)."""
+        return self.decode(self.encode(Z))
+
+    def atom_curve(self, k: int, grid: Any = 200, activity: float = 1.0) -> np.ndarray:
+        """Points ``b + a·Φ_k(t) B_k`` (G, p) of atom k at activity ``a``, over ``grid`` (G, d) or n points."""
+        if not (isinstance(k, (int, np.integer)) and 0 <= k < self.num_atoms):
+            raise ValueError(f"k must be an atom index in [0, {self.num_atoms}), got {k!r}")
+        atom = self.atoms[k]
+        if isinstance(grid, (int, np.integer)):
+            t = np.asarray(atom.grid(positive_int(grid, "grid")))
+        else:
+            t = np.asarray(grid, np.float64)
+            if t.ndim == 1 and atom.dim == 1:
+                t = t[:, None]
+            if t.ndim != 2 or t.shape[1] != atom.dim or not np.all(np.isfinite(t)):
+                raise ValueError(f"grid must be finite coordinates of shape (G, {atom.dim}), got shape {t.shape}")
+        with _context(self.precision):
+            activity = float(activity)
+            if not np.isfinite(activity):
+                raise ValueError(f"activity must be finite, got {activity}")
+            return np.asarray(self.offset + activity * np.asarray(atom.evaluate(jnp.asarray(t))) @ self.decoders[k])
+
+    # -- files ---------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Writes ``path`` (.npz: offset, decoders, thresholds) and ``path`` with .json (the rest)."""
+        path = Path(path).with_suffix(".npz")
+        arrays = {"offset": self.offset, "thresholds": self.thresholds,
+                  **{f"decoder_{k}": B for k, B in enumerate(self.decoders)}}
+        files.write_npz(path, arrays)
+        spec = {"format": "superpose.sae.ManifoldSAE", "version": 1, "precision": self.precision,
+                "atoms": [_constructor_fields(atom) | {"name": atom.name} for atom in self.atoms],
+                "gate": _constructor_fields(self.gate) | {"name": self.gate.name},
+                "hyperparameters": self.hyperparameters.to_json()}
+        files.write_json(path.with_suffix(".json"), spec)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ManifoldSAE:
+        """Reads a model written by :meth:`save` (no pickle)."""
+        path = Path(path).with_suffix(".npz")
+        try:
+            spec = json.loads(path.with_suffix(".json").read_text())
+            arrays = files.read_npz(path)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"cannot read a ManifoldSAE from {path} and its .json: {error}") from error
+        if spec.get("format") != "superpose.sae.ManifoldSAE":
+            raise ValueError(f"{path.with_suffix('.json')} is not a saved ManifoldSAE")
+        atoms = tuple(make_atom(a.pop("name"), **a) for a in spec["atoms"])
+        gate_spec = dict(spec["gate"])
+        gate = make_gate(gate_spec.pop("name"), **gate_spec)
+        decoders = tuple(arrays[f"decoder_{k}"] for k in range(len(atoms)))
+        for atom, B in zip(atoms, decoders):
+            if B.shape[0] != atom.num_basis:
+                raise ValueError(f"decoder of shape {B.shape} does not fit atom {atom.name} ({atom.num_basis} basis functions)")
+        return cls(atoms, gate, SaeHyperparameters.from_json(spec["hyperparameters"]), arrays["offset"],
+                   decoders, arrays["thresholds"], spec.get("precision", "float64"))
+
+
+def _constructor_fields(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
+
+
+class SaeFit(NamedTuple):
+    """What :func:`fit_sae` returns."""
+
+    model: ManifoldSAE
+    encoding: Encoding  # the training rows' gates and coordinates
+    report: SolveReport  # how the best start's inner solve ended
+    restart_losses: np.ndarray  # the final penalised loss of every start
+    hyperparameters: SaeHyperparameters
+
+
+def fit_sae(
+    Z: Any,
+    atoms: Sequence[Any] | Any,
+    gate: str | Gate = "threshold",
+    hyperparameters: SaeHyperparameters | None = None,
+    *,
+    key: jax.Array,
+    restarts: int = 4,
+    max_iterations: int = 100,
+    tol: float = 1e-7,
+    grid_points: int = 48,
+    precision: str = "float64",
+    progress: Callable[[int, int], None] | None = None,
+) -> SaeFit:
+    """Fits a manifold SAE to ``Z`` (N, p) at fixed hyperparameters.
+
+    Args:
+        Z: data rows, (N, p), finite, N >= K.
+        atoms: atom names or objects (:mod:`superpose.sae.atoms`), K >= 1.
+        gate: a gate name or object (:mod:`superpose.sae.gates`).
+        hyperparameters: :class:`SaeHyperparameters` matching the atoms (default: every
+            log-strength 0, per-atom ARD).
+        key: PRNG key; the fit is deterministic given it.
+        restarts: keyed starts (k-means + PCA); the lowest penalised loss is kept.
+        max_iterations, tol, grid_points: the inner solve's budget, relative tolerance and
+            per-axis grid of its row search.
+        precision: ``"float64"`` (default) or ``"float32"``.
+        progress: called as ``progress(done, total)`` after each start.
+    """
+    atoms = make_atoms(atoms)
+    gate = make_gate(gate, num_atoms=len(atoms))
+    data = _data_matrix(Z)
+    if data.shape[0] < len(atoms):
+        raise ValueError(f"need at least as many rows as atoms: N = {data.shape[0]} < K = {len(atoms)}")
+    restarts = positive_int(restarts, "restarts")
+    if not isinstance(key, jax.Array) or not (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or key.shape == (2,)):
+        raise TypeError("key must be a JAX PRNG key, e.g. jax.random.key(0)")
+    dims = [atom.dim for atom in atoms]
+    if hyperparameters is None:
+        hyperparameters = SaeHyperparameters.create(dims)
+    if not isinstance(hyperparameters, SaeHyperparameters):
+        raise TypeError(f"hyperparameters must be SaeHyperparameters, got {type(hyperparameters).__name__}")
+    hyperparameters.check_atoms(dims)
+    best = None
+    losses = []
+    with _context(precision):
+        dtype = jnp.float64 if precision == "float64" else jnp.float32
+        Zj = jnp.asarray(data, dtype)
+        for r, sub in enumerate(jax.random.split(key, restarts)):
+            start = initial_params(atoms, gate, data, sub, dtype)
+            params, report = solve(atoms, gate, start, hyperparameters, Zj, max_iterations=max_iterations, tol=tol,
+                                   grid_points=grid_points)
+            losses.append(report.loss)
+            if best is None or report.loss < best[1].loss:
+                best = (params, report)
+            if progress is not None:
+                progress(r + 1, restarts)
+        params, report = best
+        model = ManifoldSAE(atoms, gate, hyperparameters, np.asarray(params.offset),
+                            tuple(np.asarray(B) for B in params.decoders), np.asarray(params.thresholds), precision)
+        encoding = model._encoding(params)
+    if not report.converged:
+        warnings.warn(f"fit_sae: the best start's inner solve did not converge ({report.status}); "
+                      "raise max_iterations or check the hyperparameters", UserWarning, stacklevel=2)
+    return SaeFit(model, encoding, report, np.asarray(losses), hyperparameters)
+
+
+__all__ = ["GATE_TYPES", "PRECISIONS", "Encoding", "ManifoldSAE", "SaeFit", "fit_sae", "make_atoms"]

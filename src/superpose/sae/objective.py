@@ -1,0 +1,126 @@
+"""The manifold SAE's model and penalised loss, as pure functions of pytrees.
+
+A row ``Z_i ∈ R^p`` is explained as
+
+    Ẑ_i = b + Σ_k a_ik · Φ_k(t_ik) B_k,
+
+with ``b`` an offset, ``a_i = g(ℓ_i)`` the gate's activities from per-row logits ``ℓ_i``,
+``t_ik`` the row's coordinate on atom k's chart and ``B_k`` (M_k × p) atom k's decoder. The
+penalised loss at fixed hyperparameters ρ is
+
+    ℓ_pen = ½ Σ_i ‖Z_i − Ẑ_i‖² + Σ_i pen_gate(ℓ_i) + Σ_k ½ λ_k tr(B_kᵀ S_k B_k) + Σ_i Σ_kj ard(t_ikj; α_kj)
+
+where ``ard`` is ``½ α (t − c)² − ½ log α`` on a flat axis (c = the centre of a bounded domain,
+0 for an unbounded one) and the von Mises ``−α cos(2π (t − lo)/period) + log I₀(α)`` on a
+periodic axis. Every term but the data fit is the negative log of a prior up to a constant.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from superpose.numerics.strengths import stable_exp
+from superpose.sae.gates import Gate
+
+
+class SaeParams(NamedTuple):
+    """Everything the inner solve moves (shapes: N rows, p outputs, K atoms, D = Σ_k d_k)."""
+
+    offset: Float[Array, " p"]
+    decoders: tuple[Float[Array, "M_k p"], ...]  # one per atom
+    thresholds: Float[Array, " K"]  # the threshold gate's θ_k (unused by other gates)
+    logits: Float[Array, "N K"]
+    coords: Float[Array, "N D"]  # atom k's coordinates in columns coord_slices(atoms)[k]
+
+
+def coord_slices(atoms) -> tuple[slice, ...]:
+    """The columns of ``coords`` that hold each atom's coordinates."""
+    out, start = [], 0
+    for atom in atoms:
+        out.append(slice(start, start + atom.dim))
+        start += atom.dim
+    return tuple(out)
+
+
+def num_coords(atoms) -> int:
+    return sum(atom.dim for atom in atoms)
+
+
+def wrap_coords(atoms, coords: Float[Array, "... D"]) -> Float[Array, "... D"]:
+    """Periodic axes reduced into their period, bounded axes clamped."""
+    parts = [atom.wrap(coords[..., s]) for atom, s in zip(atoms, coord_slices(atoms))]
+    return jnp.concatenate(parts, axis=-1)
+
+
+def atom_terms(atoms, decoders, coords: Float[Array, "... D"]) -> tuple[Float[Array, "... p"], ...]:
+    """``Φ_k(t_k) B_k`` for every atom: the point each atom decodes, before its gate."""
+    return tuple(atom.evaluate(coords[..., s]) @ B for atom, s, B in zip(atoms, coord_slices(atoms), decoders))
+
+
+def decode(atoms, gate: Gate, params: SaeParams, logits=None, coords=None) -> Float[Array, "... p"]:
+    """``Ẑ = b + Σ_k a_k Φ_k(t_k) B_k`` for the given (or the stored) logits and coordinates."""
+    logits = params.logits if logits is None else logits
+    coords = params.coords if coords is None else coords
+    a = gate.activities(logits, params.thresholds)
+    terms = atom_terms(atoms, params.decoders, coords)
+    return params.offset + sum(a[..., k, None] * term for k, term in enumerate(terms))
+
+
+def _log_i0(alpha: Array) -> Array:
+    return jnp.log(jax.scipy.special.i0e(alpha)) + alpha
+
+
+def ard_penalty(atoms, log_ard: tuple[Array, ...], coords: Float[Array, "... D"]) -> Float[Array, "..."]:
+    """Σ over atoms and axes of the ARD prior's negative log density, per row."""
+    total = jnp.zeros(coords.shape[:-1], coords.dtype)
+    for atom, s, log_alpha in zip(atoms, coord_slices(atoms), log_ard):
+        if log_alpha.shape[0] == 0:
+            continue
+        t = coords[..., s]
+        for j in range(atom.dim):
+            alpha = stable_exp(log_alpha[j].astype(coords.dtype))
+            lo, hi = atom.domain[j]
+            if atom.periodic[j]:
+                total = total - alpha * jnp.cos(2 * jnp.pi * (t[..., j] - lo) / (hi - lo)) + _log_i0(alpha)
+            else:
+                centre = 0.5 * (lo + hi) if np.isfinite(lo) and np.isfinite(hi) else 0.0
+                total = total + 0.5 * alpha * (t[..., j] - centre) ** 2 - 0.5 * jnp.log(alpha)
+    return total
+
+
+def row_loss(atoms, gate: Gate, params: SaeParams, hyper, z: Float[Array, " p"], logits: Float[Array, " K"],
+             coords: Float[Array, " D"]) -> Float[Array, ""]:
+    """One row's share of the penalised loss at fixed decoders (what the row solve minimises)."""
+    residual = z - decode(atoms, gate, params, logits, coords)
+    return (0.5 * jnp.sum(residual**2) + gate.penalty(logits, params.thresholds, hyper.log_lambda_sparse)
+            + ard_penalty(atoms, hyper.log_ard, coords))
+
+
+def smoothness_penalty(atoms, decoders, log_lambda_smooth: Float[Array, " K"]) -> Float[Array, ""]:
+    """Σ_k ½ λ_k tr(B_kᵀ S_k B_k)."""
+    total = 0.0
+    for k, (atom, B) in enumerate(zip(atoms, decoders)):
+        S = jnp.asarray(atom.roughness(), B.dtype)
+        lam = stable_exp(log_lambda_smooth[k].astype(B.dtype))
+        total = total + 0.5 * lam * jnp.sum(B * (S @ B))
+    return jnp.asarray(total)
+
+
+def penalized_loss(atoms, gate: Gate, params: SaeParams, hyper, Z: Float[Array, "N p"]) -> Float[Array, ""]:
+    """The full penalised loss ℓ_pen (see the module docstring)."""
+    residual = Z - decode(atoms, gate, params)
+    return (0.5 * jnp.sum(residual**2)
+            + jnp.sum(gate.penalty(params.logits, params.thresholds, hyper.log_lambda_sparse))
+            + jnp.sum(ard_penalty(atoms, hyper.log_ard, params.coords))
+            + smoothness_penalty(atoms, params.decoders, hyper.log_lambda_smooth))
+
+
+__all__ = [
+    "SaeParams", "ard_penalty", "atom_terms", "coord_slices", "decode", "num_coords", "penalized_loss",
+    "row_loss", "smoothness_penalty", "wrap_coords",
+]

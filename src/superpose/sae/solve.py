@@ -1,0 +1,338 @@
+"""The inner solve: minimise the penalised loss over decoders, thresholds, logits and coordinates.
+
+One iteration, jitted once per shape:
+
+1. decoders and offset: the model is linear in ``W = [b; B_1; …; B_K]`` given the activities and
+   coordinates, so ``W`` is the exact penalised least-squares solution of
+   ``(XᵀX + blockdiag(0, λ_k S_k)) W = XᵀZ`` with ``X_i = [1, a_i1 Φ_1(t_i1), …, a_iK Φ_K(t_iK)]``
+   (the minimum-norm solution where the system is singular, e.g. an atom no row uses);
+2. thresholds of the threshold gate: damped Newton steps, kept only where the loss falls;
+3. optionally a global search per row and atom: switch atom k off, or on at each point of a grid
+   over its chart, and keep whatever lowers that row's loss (charts are not convex: a bent curve
+   gives a row several local minima in t, an atom whose activity is near 0 leaves its coordinate
+   almost no gradient, and an atom that is off gets none to switch it on, so Newton alone cannot
+   leave such points);
+4. damped Newton steps on each row's (logits, coordinates) block, ``vmap``-ed over rows, with
+   the saddle-free step ``−V diag(1/(|w| + μ)) Vᵀ g`` (``H = V diag(w) Vᵀ``), accepted only where
+   the row's loss falls, μ adapted per row (Levenberg–Marquardt).
+
+Alternation converges slowly along directions that couple decoders and rows (an activity traded
+against its decoder's size), so :func:`solve` then switches to :func:`joint_newton`: damped Newton
+steps on every parameter at once, through the arrow-shaped Hessian (:mod:`superpose.sae.structure`).
+
+Every step either lowers the loss or is rejected, so the loss never rises.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from superpose.sae.gates import Gate
+from superpose.sae.structure import arrow_blocks, global_vector, with_globals
+from superpose.sae.objective import (
+    SaeParams,
+    coord_slices,
+    penalized_loss,
+    row_loss,
+    wrap_coords,
+)
+
+
+def _psd_solve(A: Array, rhs: Array) -> Array:
+    """Minimum-norm solution of ``A x = rhs`` for symmetric PSD ``A`` (eigenvalue cut-off)."""
+    w, V = jnp.linalg.eigh(A)
+    cutoff = jnp.max(jnp.abs(w)) * 10 * jnp.finfo(A.dtype).eps * A.shape[0]
+    inverse = jnp.where(w > cutoff, 1.0 / jnp.where(w > cutoff, w, 1.0), 0.0)
+    return V @ (inverse[:, None] * (V.T @ rhs))
+
+
+def design_matrix(atoms, gate: Gate, params: SaeParams) -> Float[Array, "N P"]:
+    """``X_i = [1, a_i1 Φ_1(t_i1), …, a_iK Φ_K(t_iK)]``: the model is ``Ẑ = X W``."""
+    a = gate.activities(params.logits, params.thresholds)
+    blocks = [jnp.ones((params.logits.shape[0], 1), params.offset.dtype)]
+    for k, (atom, s) in enumerate(zip(atoms, coord_slices(atoms))):
+        blocks.append(a[:, k, None] * atom.evaluate(params.coords[:, s]))
+    return jnp.concatenate(blocks, axis=1)
+
+
+def decoder_penalty_matrix(atoms, log_lambda_smooth: Array, dtype) -> Float[Array, "P P"]:
+    """``blockdiag(0, λ_1 S_1, …, λ_K S_K)``: the smoothness penalty's Hessian in ``W``."""
+    from superpose.numerics.strengths import stable_exp
+
+    sizes = [1] + [atom.num_basis for atom in atoms]
+    P = sum(sizes)
+    out = jnp.zeros((P, P), dtype)
+    start = 1
+    for k, atom in enumerate(atoms):
+        m = atom.num_basis
+        S = jnp.asarray(atom.roughness(), dtype)
+        out = out.at[start:start + m, start:start + m].set(stable_exp(log_lambda_smooth[k].astype(dtype)) * S)
+        start += m
+    return out
+
+
+def decoder_update(atoms, gate: Gate, params: SaeParams, hyper, Z: Array) -> SaeParams:
+    """The exact penalised least-squares decoders and offset at fixed activities and coordinates."""
+    X = design_matrix(atoms, gate, params)
+    A = X.T @ X + decoder_penalty_matrix(atoms, hyper.log_lambda_smooth, X.dtype)
+    W = _psd_solve(A, X.T @ Z)
+    decoders, start = [], 1
+    for atom in atoms:
+        decoders.append(W[start:start + atom.num_basis])
+        start += atom.num_basis
+    return params._replace(offset=W[0], decoders=tuple(decoders))
+
+
+def _damped_newton_step(f, x, mu):
+    """One saddle-free Levenberg–Marquardt step on ``f`` at ``x``; returns the proposal."""
+    g = jax.grad(f)(x)
+    H = jax.hessian(f)(x)
+    w, V = jnp.linalg.eigh(H)
+    return x - V @ ((V.T @ g) / (jnp.abs(w) + mu))
+
+
+def threshold_update(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, steps: int = 3) -> SaeParams:
+    """Damped Newton steps on the threshold gate's θ (kept ≥ 0), each kept only if it helps."""
+    def loss(theta):
+        return penalized_loss(atoms, gate, params._replace(thresholds=theta), hyper, Z)
+
+    def body(_, carry):
+        theta, value, mu = carry
+        proposal = jnp.maximum(_damped_newton_step(loss, theta, mu), 0.0)
+        new = loss(proposal)
+        better = new < value
+        return (jnp.where(better, proposal, theta), jnp.where(better, new, value),
+                jnp.where(better, mu / 3, mu * 4))
+
+    mu0 = jnp.asarray(1e-3 * Z.shape[0], params.thresholds.dtype)
+    theta, _, _ = jax.lax.fori_loop(0, steps, body, (params.thresholds, loss(params.thresholds), mu0))
+    return params._replace(thresholds=theta)
+
+
+def _row_losses(atoms, gate, params, hyper, Z, logits, coords):
+    return jax.vmap(lambda z, l, c: row_loss(atoms, gate, params, hyper, z, l, c))(Z, logits, coords)
+
+
+def _points_per_axis(atom, grid_points: int) -> int:
+    """``grid_points`` along a 1-D chart; about 4·grid_points points in all on a 2-D one."""
+    return grid_points if atom.dim == 1 else max(4, int(np.ceil((4 * grid_points) ** (1 / atom.dim))))
+
+
+def row_search(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, grid_points: int) -> SaeParams:
+    """Per row and atom (in turn): the best of keeping, switching off, or switching on at a grid point."""
+    logits, coords = params.logits, params.coords
+    current = _row_losses(atoms, gate, params, hyper, Z, logits, coords)
+    for k, (atom, s) in enumerate(zip(atoms, coord_slices(atoms))):
+        grid = jnp.asarray(atom.grid(_points_per_axis(atom, grid_points)), coords.dtype)  # (G, d)
+        off_logits = gate.switched(logits, k, jnp.zeros(logits.shape[0], bool))
+        on_logits = gate.switched(logits, k, jnp.ones(logits.shape[0], bool))
+        off = _row_losses(atoms, gate, params, hyper, Z, off_logits, coords)
+
+        def on_at(point):
+            return _row_losses(atoms, gate, params, hyper, Z, on_logits, coords.at[:, s].set(point))
+
+        on = jax.lax.map(on_at, grid)  # (G, N)
+        best_point = jnp.argmin(on, axis=0)
+        best_on = jnp.min(on, axis=0)
+        use_on = (best_on < current) & (best_on <= off)
+        use_off = (off < current) & ~use_on
+        logits = jnp.where(use_on[:, None], on_logits, jnp.where(use_off[:, None], off_logits, logits))
+        coords = coords.at[:, s].set(jnp.where(use_on[:, None], grid[best_point], coords[:, s]))
+        current = jnp.where(use_on, best_on, jnp.where(use_off, off, current))
+    return params._replace(logits=logits, coords=coords)
+
+
+def row_newton(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, steps: int) -> SaeParams:
+    """``steps`` damped Newton steps on every row's (logits, coordinates), vmapped over rows."""
+    K = params.logits.shape[1]
+
+    def solve_row(z, logits, coords):
+        def f(r):
+            return row_loss(atoms, gate, params, hyper, z, r[:K], r[K:])
+
+        def body(_, carry):
+            r, value, mu = carry
+            proposal = _damped_newton_step(f, r, mu)
+            proposal = jnp.concatenate([proposal[:K], wrap_coords(atoms, proposal[K:])])
+            new = f(proposal)
+            better = new < value
+            return (jnp.where(better, proposal, r), jnp.where(better, new, value),
+                    jnp.clip(jnp.where(better, mu / 3, mu * 4), 1e-10, 1e10))
+
+        r0 = jnp.concatenate([logits, coords])
+        r, _, _ = jax.lax.fori_loop(0, steps, body, (r0, f(r0), jnp.asarray(1e-4, r0.dtype)))
+        return r[:K], r[K:]
+
+    logits, coords = jax.vmap(solve_row)(Z, params.logits, params.coords)
+    return params._replace(logits=logits, coords=coords)
+
+
+@functools.partial(jax.jit, static_argnames=("atoms", "gate", "grid_points", "newton_steps", "search",
+                                             "update_decoders"))
+def iterate(atoms, gate, params, hyper, Z, *, grid_points, newton_steps, search, update_decoders=True):
+    """One iteration of the inner solve (see the module docstring); returns (params, loss)."""
+    if update_decoders:
+        params = decoder_update(atoms, gate, params, hyper, Z)
+        if gate.learns_thresholds:
+            params = threshold_update(atoms, gate, params, hyper, Z)
+    if search:
+        params = row_search(atoms, gate, params, hyper, Z, grid_points)
+    params = row_newton(atoms, gate, params, hyper, Z, newton_steps)
+    return params, penalized_loss(atoms, gate, params, hyper, Z)
+
+
+def _gradients(atoms, gate, params: SaeParams, hyper, Z):
+    """(∂ℓ_pen/∂G (P,), ∂ℓ_pen/∂r_i (N, q)) at the current parameters."""
+    flat, unravel = global_vector(gate, params)
+    g_global = jax.grad(lambda g: penalized_loss(atoms, gate, with_globals(gate, params, unravel(g)), hyper, Z))(flat)
+    K = params.logits.shape[1]
+    rows = jnp.concatenate([params.logits, params.coords], axis=1)
+    g_rows = jax.vmap(jax.grad(lambda z, r: row_loss(atoms, gate, params, hyper, z, r[:K], r[K:]), argnums=1))(Z, rows)
+    return g_global, g_rows
+
+
+@functools.partial(jax.jit, static_argnames=("atoms", "gate", "steps"))
+def joint_newton(atoms, gate, params: SaeParams, hyper, Z, mu, *, steps: int):
+    """Damped Newton steps on every parameter at once, through the arrow structure.
+
+    The system ``(H + μI) Δ = g`` is solved by eliminating the row blocks (N solves of q × q)
+    and factoring the P × P Schur complement; a step is kept only where the loss falls (or a
+    factorisation fails), and μ shrinks after a kept step and grows after a rejected one.
+    Returns (params, loss, μ).
+    """
+    K = params.logits.shape[1]
+
+    def propose(current, mu):
+        blocks = arrow_blocks(atoms, gate, current, hyper, Z)
+        g_global, g_rows = _gradients(atoms, gate, current, hyper, Z)
+        q = blocks.rows.shape[-1]
+        A = blocks.rows + mu * jnp.eye(q, dtype=blocks.rows.dtype)
+        chol = jnp.linalg.cholesky(A)
+        solve_rows = jax.vmap(lambda c, b: jax.scipy.linalg.cho_solve((c, True), b))
+        cross = solve_rows(chol, blocks.cross)  # (N, q, P)
+        grow = solve_rows(chol, g_rows[..., None])[..., 0]  # (N, q)
+        P = blocks.globals_.shape[0]
+        schur = blocks.globals_ + mu * jnp.eye(P, dtype=A.dtype) - jnp.einsum("nqp,nqr->pr", blocks.cross, cross)
+        rhs = g_global - jnp.einsum("nqp,nq->p", blocks.cross, grow)
+        d_global = jnp.linalg.solve(schur, rhs)
+        d_rows = grow - jnp.einsum("nqp,p->nq", cross, d_global)
+        flat, unravel = global_vector(gate, current)
+        proposal = with_globals(gate, current, unravel(flat - d_global))
+        new_rows = jnp.concatenate([current.logits, current.coords], axis=1) - d_rows
+        proposal = proposal._replace(logits=new_rows[:, :K], coords=wrap_coords(atoms, new_rows[:, K:]))
+        if gate.learns_thresholds:
+            proposal = proposal._replace(thresholds=jnp.maximum(proposal.thresholds, 0.0))
+        ok = jnp.all(jnp.isfinite(d_global)) & jnp.all(jnp.isfinite(d_rows))
+        return proposal, ok
+
+    def body(_, carry):
+        current, value, mu = carry
+        proposal, ok = propose(current, mu)
+        new = penalized_loss(atoms, gate, proposal, hyper, Z)
+        better = ok & (new < value)
+        current = jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), proposal, current)
+        return current, jnp.where(better, new, value), jnp.clip(jnp.where(better, mu / 4, mu * 8), 1e-12, 1e12)
+
+    value = penalized_loss(atoms, gate, params, hyper, Z)
+    return jax.lax.fori_loop(0, steps, body, (params, value, jnp.asarray(mu, Z.dtype)))
+
+
+def projected_gradient(atoms, gate, params: SaeParams, hyper, Z: Array) -> SaeParams:
+    """∇ℓ_pen with the components that push a clamped coordinate out of its domain set to 0."""
+    grad = jax.grad(lambda q: penalized_loss(atoms, gate, q, hyper, Z))(params)
+    g = grad.coords
+    for atom, s in zip(atoms, coord_slices(atoms)):
+        for j in range(atom.dim):
+            lo, hi = atom.domain[j]
+            if atom.periodic[j] or not (np.isfinite(lo) and np.isfinite(hi)):
+                continue
+            t, gj = params.coords[:, s.start + j], g[:, s.start + j]
+            blocked = ((t <= lo) & (gj > 0)) | ((t >= hi) & (gj < 0))
+            g = g.at[:, s.start + j].set(jnp.where(blocked, 0.0, gj))
+    if not gate.learns_thresholds:
+        grad = grad._replace(thresholds=jnp.zeros_like(grad.thresholds))
+    return grad._replace(coords=g)
+
+
+@functools.partial(jax.jit, static_argnames=("atoms", "gate"))
+def gradient_norm(atoms, gate, params: SaeParams, hyper, Z: Array) -> Array:
+    """The Euclidean norm of the projected gradient of ℓ_pen over every parameter."""
+    leaves = jax.tree_util.tree_leaves(projected_gradient(atoms, gate, params, hyper, Z))
+    return jnp.sqrt(sum(jnp.sum(leaf**2) for leaf in leaves))
+
+
+class SolveReport(NamedTuple):
+    """How an inner solve ended."""
+
+    loss: float  # the final penalised loss
+    iterations: int
+    converged: bool  # the relative change fell below the tolerance
+    relative_change: float  # of the loss in the last iteration
+    gradient_norm: float  # projected gradient of ℓ_pen at the end
+    loss_trace: np.ndarray  # the loss after each iteration
+    status: str  # how it ended, in words
+
+
+def solve(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, *, max_iterations: int = 100,
+          tol: float = 1e-9, grid_points: int = 48, newton_steps: int = 4, search_every: int = 5,
+          update_decoders: bool = True, switch_tol: float = 1e-2,
+          switch_after: int = 10) -> tuple[SaeParams, SolveReport]:
+    """Runs the inner solve until the loss stops falling; never raises away a finite model.
+
+    Phase 1 alternates :func:`iterate` (exact decoders, row search in the first two iterations
+    and every ``search_every``-th, row Newton steps) until the loss changes by less than
+    ``switch_tol`` (relative) or for ``switch_after`` iterations. Phase 2 takes joint Newton steps (:func:`joint_newton`) on every
+    parameter; once they change the loss by less than ``tol``, one more row search checks that
+    no row gains from a jump to another part of its chart: if one does, the solve goes on,
+    else it has converged. ``update_decoders=False`` solves the rows only (encoding).
+    An iteration is one alternation or five joint Newton steps.
+    """
+    trace, converged, change = [], False, float("inf")
+    previous = float(penalized_loss(atoms, gate, params, hyper, Z))
+    joint, mu, it = False, 1e-3, 0
+    for it in range(1, max_iterations + 1):
+        if joint:
+            params, loss, mu_array = joint_newton(atoms, gate, params, hyper, Z, mu, steps=5)
+            mu = float(mu_array)
+        else:
+            search = it <= 2 or it % search_every == 0
+            params, loss = iterate(atoms, gate, params, hyper, Z, grid_points=grid_points,
+                                   newton_steps=newton_steps, search=search, update_decoders=update_decoders)
+        loss = float(loss)
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"the penalised loss became {loss} in iteration {it} of the inner solve")
+        trace.append(loss)
+        change = abs(previous - loss) / max(abs(loss), 1e-30)
+        previous = loss
+        if not joint and it > 2 and (change < switch_tol or it >= switch_after) and update_decoders:
+            joint, mu = True, 1e-3
+        elif joint and change < tol:
+            checked, checked_loss = iterate(atoms, gate, params, hyper, Z, grid_points=grid_points, newton_steps=0,
+                                            search=True, update_decoders=False)
+            if float(checked_loss) < loss - 1e-4 * abs(loss):  # a row jumped: keep solving
+                params, previous, joint = checked, float(checked_loss), False
+            else:
+                converged = True
+                break
+        elif not update_decoders and it > 2 and change < tol:
+            converged = True
+            break
+    grad = float(gradient_norm(atoms, gate, params, hyper, Z))
+    if converged:
+        status = (f"converged: relative change {change:.2g} < tol {tol:g}"
+                  + (" under joint Newton steps, and no row gained from the row search" if update_decoders else ""))
+    else:
+        status = f"iteration budget reached ({max_iterations}); last relative change {change:.2g}"
+    return params, SolveReport(previous, it, converged, change, grad, np.asarray(trace), status)
+
+
+__all__ = [
+    "SolveReport", "decoder_penalty_matrix", "joint_newton", "decoder_update", "design_matrix", "gradient_norm", "iterate",
+    "projected_gradient", "row_newton", "row_search", "solve", "threshold_update",
+]
