@@ -8,7 +8,7 @@ with pure methods, so it can be a static argument of a jitted function:
 gate                activity a_ik                  penalty per row (× strength)                parameter
 ==================  =============================  ==========================================  ==========
 ``softmax``         softmax(ℓ_i / T)               λ_sparse · entropy(a_i) (nats)              strength
-``topk``            σ(ℓ_ik) on the k largest ℓ_ik  none: the support is hard                   none
+``topk``            σ(ℓ_ik) on the k largest ℓ_ik  ½ ρ Σ ℓ² (a weak prior; the support is hard)  none
 ``threshold``       ℓ_ik · σ((ℓ_ik − θ_k) / ε)     λ_sparse · Σ_k |a_ik| (gated L1)            strength
 ``beta_bernoulli``  σ(ℓ_ik)                        −Σ_k a log π_k + (1 − a) log(1 − π_k)       log α
 ==================  =============================  ==========================================  ==========
@@ -66,15 +66,21 @@ class SoftmaxGate:
 
 @dataclasses.dataclass(frozen=True)
 class TopKGate:
-    """The ``k`` largest logits are active with activity ``σ(ℓ)``; the rest are exactly 0."""
+    """The ``k`` largest logits are active with activity ``σ(ℓ)``; the rest are exactly 0.
+
+    A weak Gaussian prior ``½ ρ Σ ℓ²`` (``logit_precision`` ρ, in the loss's units) keeps the
+    logits finite where the data would drive an activity to exactly 1 or 0.
+    """
 
     k: int = 1
+    logit_precision: float = 1e-3
     name: str = dataclasses.field(default="topk", init=False)
     sparse_is_penalty_strength: bool = dataclasses.field(default=False, init=False)
     learns_thresholds: bool = dataclasses.field(default=False, init=False)
 
     def __post_init__(self) -> None:
         positive_int(self.k, "k")
+        positive_float(self.logit_precision, "logit_precision")
 
     def activities(self, logits, thresholds):
         """Exactly k active atoms per row (ties go to the lower index)."""
@@ -83,7 +89,7 @@ class TopKGate:
         return jnp.where(mask, jax.nn.sigmoid(logits), 0.0)
 
     def penalty(self, logits, thresholds, log_sparse):
-        return jnp.zeros(logits.shape[:-1], logits.dtype)
+        return 0.5 * self.logit_precision * jnp.sum(logits**2, axis=-1)
 
     def switched(self, logits, atom, on):
         """On: the row's largest logit (so it is among the k chosen) plus a margin; off: its smallest minus one."""
@@ -119,11 +125,18 @@ class ThresholdGate:
 
 @dataclasses.dataclass(frozen=True)
 class BetaBernoulliGate:
-    """Ordered Beta–Bernoulli: ``a = σ(ℓ)``, atom k fires at rate ``π_k = (α/(1+α))^(k+1)``."""
+    """Ordered Beta–Bernoulli: ``a = σ(ℓ)``, atom k fires at rate ``π_k = (α/(1+α))^(k+1)``.
 
+    As for TopK, a weak Gaussian prior ``½ ρ Σ ℓ²`` keeps the logits finite.
+    """
+
+    logit_precision: float = 1e-3
     name: str = dataclasses.field(default="beta_bernoulli", init=False)
     sparse_is_penalty_strength: bool = dataclasses.field(default=False, init=False)
     learns_thresholds: bool = dataclasses.field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        positive_float(self.logit_precision, "logit_precision")
 
     def activities(self, logits, thresholds):
         return jax.nn.sigmoid(logits)
@@ -138,7 +151,8 @@ class BetaBernoulliGate:
     def penalty(self, logits, thresholds, log_sparse):
         a = self.activities(logits, thresholds)
         log_pi, log_not = self.log_rates(log_sparse, logits.shape[-1])
-        return -jnp.sum(a * log_pi + (1 - a) * log_not, axis=-1)
+        return (-jnp.sum(a * log_pi + (1 - a) * log_not, axis=-1)
+                + 0.5 * self.logit_precision * jnp.sum(logits**2, axis=-1))
 
     def switched(self, logits, atom, on):
         return logits.at[..., atom].set(jnp.where(on, ON_LOGIT, OFF_LOGIT))
