@@ -17,12 +17,15 @@ Public API:
 - The pure objective (:mod:`superpose.sae.objective`: :func:`penalized_loss`,
   :class:`SaeParams`), the inner solve (:mod:`superpose.sae.solve`) and the Hessian's arrow
   structure (:mod:`superpose.sae.structure`: row blocks, Schur complement, ``log|H|``).
+- The Laplace criterion (:mod:`superpose.sae.criterion`: :func:`laplace_criterion`,
+  :func:`collapsed_params`), groundwork for selecting the strengths (part 2).
 - Linear SAEs (:mod:`superpose.sae.linear`): ReLU + L1, TopK and JumpReLU, trained with optax:
   :class:`LinearSaeConfig`, :func:`train_linear_sae`.
 - Metrics (:mod:`superpose.sae.metrics`) and planted data (:mod:`superpose.sae.planted`:
   :func:`two_circles`, :func:`single_circle`, :func:`superposed_circles`).
 """
 
+from superpose.sae.criterion import CriterionValue, collapsed_params, laplace_criterion
 from superpose.sae.atoms import ATOM_TYPES, CircleAtom, IntervalAtom, LinearAtom, SphereAtom, TorusAtom, make_atom
 from superpose.sae.gates import GATE_TYPES, BetaBernoulliGate, SoftmaxGate, ThresholdGate, TopKGate, make_gate
 from superpose.sae.hyperparameters import ARD_LAYOUTS, SaeHyperparameters, seed_from_dispersion
@@ -33,9 +36,9 @@ from superpose.sae.planted import PlantedCircles, single_circle, superposed_circ
 from superpose.sae.solve import SolveReport
 
 __all__ = [
-    "ARD_LAYOUTS", "ATOM_TYPES", "GATE_TYPES", "BetaBernoulliGate", "CircleAtom", "Encoding", "IntervalAtom",
+    "ARD_LAYOUTS", "ATOM_TYPES", "GATE_TYPES", "BetaBernoulliGate", "CircleAtom", "CriterionValue", "Encoding", "IntervalAtom",
     "LinearAtom", "LinearSae", "LinearSaeConfig", "LinearSaeResult", "ManifoldSAE", "PlantedCircles", "SaeFit",
     "SaeHyperparameters", "SaeParams", "SoftmaxGate", "SolveReport", "SphereAtom", "ThresholdGate", "TopKGate",
-    "TorusAtom", "fit_sae", "make_atom", "make_gate", "penalized_loss", "seed_from_dispersion", "single_circle",
+    "TorusAtom", "collapsed_params", "fit_sae", "laplace_criterion", "make_atom", "make_gate", "penalized_loss", "seed_from_dispersion", "single_circle",
     "superposed_circles", "train_linear_sae", "two_circles",
 ]
