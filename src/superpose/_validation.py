@@ -85,3 +85,19 @@ def positive_float(value: Any, name: str) -> float:
     if not math.isfinite(number) or number <= 0:
         raise ValueError(f"{name} must be finite and > 0, got {value!r}")
     return number
+
+
+def finite_matrix(Z: Any, name: str = "Z", p: int | None = None) -> np.ndarray:
+    """A finite float64 NumPy matrix (N, p) with N, p >= 1 (and p columns if given), else a clear error."""
+    try:
+        array = np.asarray(Z, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be a numeric array of shape (N, p), got {type(Z).__name__}") from error
+    if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 1:
+        raise ValueError(f"{name} must have shape (N, p) with N, p >= 1, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        raise ValueError(f"{name} must be finite; it holds {bad} NaN or inf entries")
+    if p is not None and array.shape[1] != p:
+        raise ValueError(f"{name} must have p = {p} columns (the model's output size), got {array.shape[1]}")
+    return array

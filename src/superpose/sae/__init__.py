@@ -23,6 +23,8 @@ Public API:
   :class:`LinearSaeConfig`, :func:`train_linear_sae`.
 - Metrics (:mod:`superpose.sae.metrics`) and planted data (:mod:`superpose.sae.planted`:
   :func:`two_circles`, :func:`single_circle`, :func:`superposed_circles`).
+- A network that groks modular addition and the Fourier analysis of its embedding
+  (:mod:`superpose.sae.grokking`), for the ``sae-grokking`` experiment.
 """
 
 from superpose.sae.criterion import CriterionValue, collapsed_params, laplace_criterion

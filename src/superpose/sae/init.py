@@ -9,7 +9,8 @@ k starts switched on for its group and off elsewhere, and each row's coordinate 
 read off the principal components of that group: a periodic axis takes the angle of the next two
 component scores, a bounded axis the next score mapped through the cluster's 2%–98% quantiles
 onto the domain, an unbounded axis the next score standardised. The decoders follow from the
-first exact least-squares step of the solve.
+first exact least-squares step of the solve. :func:`dense_params` is the other kind of start:
+every atom on every row, charts from successive principal components of the whole data.
 """
 
 from __future__ import annotations
@@ -79,6 +80,42 @@ def _k_subspaces(X: np.ndarray, dims: list[int], starts: list[np.ndarray], itera
     return best
 
 
+def dense_params(atoms, gate: Gate, Z: np.ndarray, dtype=jnp.float64) -> SaeParams:
+    """A start with every atom on every row, its chart read off successive principal components.
+
+    Atom k takes the next components of the whole data (two per periodic axis, one per other
+    axis; back to the first once they run out): the start for rows that are sums of manifolds
+    in different subspaces (every token of a network using every key frequency at once), which
+    a start that assigns each row to one atom cannot reach.
+    """
+    Z = np.asarray(Z, np.float64)
+    n, p = Z.shape
+    centred = Z - Z.mean(axis=0)
+    left, singular, _ = np.linalg.svd(centred, full_matrices=False)
+    scores = left * singular
+    available = scores.shape[1]
+    coords, column = [], 0
+    for atom in atoms:
+        need = _components_needed(atom)
+        take = [(column + i) % available for i in range(need)]
+        coords.append(_chart_coordinates(atom, scores[:, take], np.ones(n, bool)))
+        column += need
+    logits = jnp.zeros((n, len(atoms)), dtype)
+    for k in range(len(atoms)):
+        logits = gate.switched(logits, k, jnp.ones(n, bool))
+    return _params(atoms, gate, p, logits, np.concatenate(coords, axis=1), dtype)
+
+
+def _params(atoms, gate: Gate, p: int, logits, coords: np.ndarray, dtype) -> SaeParams:
+    return SaeParams(
+        offset=jnp.zeros(p, dtype),
+        decoders=tuple(jnp.zeros((atom.num_basis, p), dtype) for atom in atoms),
+        thresholds=jnp.full(len(atoms), getattr(gate, "initial_threshold", 0.0), dtype),
+        logits=jnp.asarray(logits, dtype),
+        coords=jnp.asarray(coords, dtype),
+    )
+
+
 def initial_params(atoms, gate: Gate, Z: np.ndarray, key: jax.Array, dtype=jnp.float64) -> SaeParams:
     """A starting point for :func:`superpose.sae.solve.solve` (decoders zero, filled by its first step)."""
     Z = np.asarray(Z, np.float64)
@@ -104,18 +141,10 @@ def initial_params(atoms, gate: Gate, Z: np.ndarray, key: jax.Array, dtype=jnp.f
         if scores.shape[1] < _components_needed(atom):  # fewer outputs than the chart needs
             scores = np.concatenate([scores, rng.standard_normal((n, _components_needed(atom) - scores.shape[1]))], 1)
         coords.append(_chart_coordinates(atom, scores, member))
-    base = jnp.zeros((n, K), dtype)
-    logits = base
+    logits = jnp.zeros((n, K), dtype)
     for k in range(K):
         logits = gate.switched(logits, k, jnp.asarray(labels == k))
-    threshold = getattr(gate, "initial_threshold", 0.0)
-    return SaeParams(
-        offset=jnp.zeros(p, dtype),
-        decoders=tuple(jnp.zeros((atom.num_basis, p), dtype) for atom in atoms),
-        thresholds=jnp.full(K, threshold, dtype),
-        logits=jnp.asarray(logits, dtype),
-        coords=jnp.asarray(np.concatenate(coords, axis=1), dtype),
-    )
+    return _params(atoms, gate, p, logits, np.concatenate(coords, axis=1), dtype)
 
 
-__all__ = ["initial_params"]
+__all__ = ["dense_params", "initial_params"]
