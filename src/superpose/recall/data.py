@@ -16,8 +16,10 @@ Formats:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
+import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +47,12 @@ def _int_array(name: str, value: Any, ndim: int) -> np.ndarray:
             raise ValueError(f"{name} must hold whole numbers, found a fractional entry")
     if array.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimension(s), got shape {array.shape}")
-    return array.astype(np.int64)
+    return array.astype(np.int64)  # always a copy: the dataset never shares memory with its inputs
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,6 +70,11 @@ class RecallDataset:
             to the presented item for correct recalls and 0 for intrusions.
         words: optional item names, ``words[k - 1]`` is the name of item number ``k``.
         conditions: optional per-list columns, each ``(L,)`` (for example ``list_type``).
+
+    The dataset is immutable: its arrays are read-only copies of the inputs and ``conditions``
+    is a read-only mapping, so a cached dataset (:func:`superpose.recall.load_sample`) cannot be
+    changed behind its validation. Copy an array (``ds.recalls.copy()``) to edit it, and build a
+    new dataset from the copy.
 
     Raises:
         ValueError: naming the offending row (index, subject, list) when a recall points outside
@@ -160,10 +172,11 @@ class RecallDataset:
             column = np.asarray(column)
             if column.shape != (n_lists,):
                 raise ValueError(f"condition {name!r} must have shape ({n_lists},), got {column.shape}")
-            if column.dtype == object:
-                column = column.astype(str)
-            conditions[str(name)] = column
-        object.__setattr__(self, "conditions", conditions)
+            column = column.astype(str) if column.dtype == object else column.copy()
+            conditions[str(name)] = _read_only(column)
+        object.__setattr__(self, "conditions", types.MappingProxyType(conditions))
+        for name in ("subject", "list_length", "presented", "recalls", "list_number", "recalled_items"):
+            _read_only(getattr(self, name))
 
     # --- shape and flags -------------------------------------------------------------------------
 
@@ -233,6 +246,17 @@ class RecallDataset:
             "correct_recalls": int(self.correct.sum()), "intrusions": int(self.intrusions.sum()),
             "repeats": int(self.repeats.sum()),
         }
+
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of the data a likelihood reads: subject ids, list numbers and lengths and the
+        padded ``presented``, ``recalls`` and ``recalled_items`` arrays, with their shapes. Any changed
+        entry changes it; ``words`` and ``conditions`` do not enter."""
+        digest = hashlib.sha256()
+        for name in ("subject", "list_number", "list_length", "presented", "recalls", "recalled_items"):
+            array = np.ascontiguousarray(getattr(self, name), np.int64)
+            digest.update(f"{name}{array.shape}".encode())
+            digest.update(array.tobytes())
+        return digest.hexdigest()
 
     def __repr__(self) -> str:
         s = self.summary()

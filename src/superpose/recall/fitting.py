@@ -66,6 +66,8 @@ class SubjectFit:
     polish_gain: float
     n_lists: int
     n_events: int
+    nonfinite_evaluations: int = 0  # likelihoods that were inf (or NaN outside the box), scored as 1e12
+    data_fingerprint: str = ""  # RecallDataset.fingerprint() of the subject's data ("" if unknown)
 
 
 @dataclass
@@ -78,12 +80,18 @@ class FitResult:
     settings: dict[str, Any]
     versions: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def nonfinite_evaluations(self) -> int:
+        """Likelihood evaluations of all subjects that were not finite and scored as 1e12."""
+        return sum(f.nonfinite_evaluations for f in self.fits)
+
     def table(self) -> Any:
-        """A pandas table: one row per subject (nll, evaluations, seconds, parameters)."""
+        """A pandas table: one row per subject (nll, evaluations, non-finite ones, seconds, parameters)."""
         import pandas as pd
 
         return pd.DataFrame([{"subject": f.subject, "nll": f.nll, "evaluations": f.evaluations,
-                              "seconds": f.wall_seconds, **f.parameters} for f in self.fits])
+                              "nonfinite_evaluations": f.nonfinite_evaluations, "seconds": f.wall_seconds,
+                              **f.parameters} for f in self.fits])
 
     def parameters(self, subject: int) -> CMRParameters:
         for f in self.fits:
@@ -143,6 +151,33 @@ def _check_free_fixed(free: Sequence[str], fixed: Mapping[str, float]) -> tuple[
     return free, fixed
 
 
+NONFINITE_SCORE = 1e12
+"""What an infinite likelihood (a region the model cannot explain) is scored as during a fit."""
+
+
+def _screen_nonfinite(nll: np.ndarray, x: np.ndarray, free: Sequence[str]) -> tuple[np.ndarray, int]:
+    """Scores non-finite NLLs ``(P,)`` as :data:`NONFINITE_SCORE` and counts them.
+
+    ``x`` ``(len(free), P)`` holds the free values exactly as scored (the fixed ones were checked
+    against their bounds already). A NaN where every free value is finite and inside ``FIT_BOUNDS``
+    is a defect of the likelihood, not a bad region: it raises ``RuntimeError`` rather than steer
+    the search away silently.
+    """
+    nll = np.asarray(nll, np.float64)
+    bad = ~np.isfinite(nll)
+    if not bad.any():
+        return nll, 0
+    values = np.asarray(x, np.float64).reshape(len(free), -1)  # compared in float64, never rounded
+    bounds = np.array([FIT_BOUNDS[n] for n in free], np.float64)
+    valid = np.all(np.isfinite(values) & (values >= bounds[:, :1]) & (values <= bounds[:, 1:]), axis=0)
+    nan_at_valid = np.flatnonzero(np.isnan(nll) & valid)
+    if nan_at_valid.size:
+        at = {n: float(v) for n, v in zip(free, values[:, nan_at_valid[0]])}
+        raise RuntimeError(f"the likelihood is NaN at valid parameters {at} (finite, inside the fit bounds): "
+                           "this is a defect in the likelihood, not a bad region; please report it")
+    return np.where(bad, NONFINITE_SCORE, nll), int(bad.sum())
+
+
 @partial(jit, static_argnames=("free", "n_items"))
 def _value_and_grad64(z: jax.Array, fixed_values: jax.Array, lows: jax.Array, highs: jax.Array, trials: Trials,
                       free: tuple[str, ...], n_items: int) -> tuple[jax.Array, jax.Array]:
@@ -190,22 +225,33 @@ def polish(trials: Trials, start: Mapping[str, float], free: Sequence[str], fixe
 
     scipy's L-BFGS drives the iterations (its line search runs in Python), so the only compiled
     function is the likelihood's value and gradient, shared by every subject of one shape.
-    Returns ``(parameters, nll, evaluations)``.
+    Returns ``(parameters, nll, evaluations)``. Raises ``RuntimeError`` if the likelihood is NaN
+    at valid parameters.
     """
+    return _polish(trials, start, free, fixed, steps, tolerance)[:3]
+
+
+def _polish(trials: Trials, start: Mapping[str, float], free: Sequence[str], fixed: Mapping[str, float],
+            steps: int, tolerance: float = 1e-7) -> tuple[dict[str, float], float, int, int]:
+    """:func:`polish`, also returning the number of non-finite evaluations scored as 1e12."""
     free, fixed = _check_free_fixed(free, fixed)
     value_and_grad, to_z, from_z = _objective64(trials, free, fixed)
     z0 = to_z(np.array([start[n] for n in free], np.float64))
+    nonfinite = [0]
 
     def safe(z: np.ndarray) -> tuple[float, np.ndarray]:
         value, grad = value_and_grad(z)
-        if not (np.isfinite(value) and np.all(np.isfinite(grad))):
-            return 1e12, np.zeros_like(z)
-        return value, grad
+        if np.isfinite(value) and np.all(np.isfinite(grad)):
+            return value, grad
+        if not np.isfinite(value):  # raises on NaN at valid parameters
+            _screen_nonfinite(np.array([value]), from_z(z)[:, None], free)
+        nonfinite[0] += 1
+        return NONFINITE_SCORE, np.zeros_like(z)
 
     result = minimize(safe, z0, jac=True, method="L-BFGS-B",
                       options={"maxiter": steps, "ftol": tolerance * 1e-3, "gtol": tolerance})
     out = {n: float(v) for n, v in zip(free, from_z(result.x))} | dict(fixed)
-    return out, float(result.fun), int(result.nfev)
+    return out, float(result.fun), int(result.nfev), nonfinite[0]
 
 
 def nll64(trials: Trials, parameters: Mapping[str, float], free: Sequence[str] = DEFAULT_FREE,
@@ -235,6 +281,7 @@ def fit_subject(trials: Trials, *, free: Sequence[str] = DEFAULT_FREE,
     bounds = [FIT_BOUNDS[n] for n in free]
     start = time.perf_counter()
     counts = [0] * restarts
+    nonfinite = [0] * restarts
     warm = None
     if polish_steps > 0:  # compile the float64 gradient while DE runs
         value_and_grad, to_z, _ = _objective64(trials, free, fixed)
@@ -247,10 +294,14 @@ def fit_subject(trials: Trials, *, free: Sequence[str] = DEFAULT_FREE,
             # DE keeps x inside FIT_BOUNDS, so the sets are valid by construction: they go straight
             # to the jitted likelihood as NumPy arrays (no per-generation eager JAX work).
             counts[restart] += x.shape[1]
-            values = dict(zip(free, np.asarray(x, np.float32)))
+            x32 = np.asarray(x, np.float32)
+            values = dict(zip(free, x32))
             values.update({n: np.full(x.shape[1], v, np.float32) for n, v in fixed.items()})
             nll = np.asarray(score_population(CMRParameters(**values), trials), np.float64)
-            return np.where(np.isfinite(nll), nll, 1e12)
+            # float32 may round a value onto a closed bound (outside the open box), where NaN can occur
+            nll, bad = _screen_nonfinite(nll, x32, free)
+            nonfinite[restart] += bad
+            return nll
 
         res = differential_evolution(objective, bounds, vectorized=True, updating="deferred", popsize=popsize,
                                      tol=tol, maxiter=maxiter, polish=False, seed=seed * 1000 + restart)
@@ -268,7 +319,7 @@ def fit_subject(trials: Trials, *, free: Sequence[str] = DEFAULT_FREE,
             results = list(pool.map(run_restart, range(restarts)))
     else:
         results = [run_restart(r) for r in range(restarts)]
-    evaluations = sum(counts)
+    evaluations, nonfinite_count = sum(counts), sum(nonfinite)
     if warm is not None:
         warm.join()
     restart_nlls = [nll64(trials, r, free, fixed) for r in results]
@@ -276,8 +327,9 @@ def fit_subject(trials: Trials, *, free: Sequence[str] = DEFAULT_FREE,
     parameters, nll = results[best], restart_nlls[best]
     polished, gain = False, 0.0
     if polish_steps > 0:
-        candidate, _, steps = polish(trials, parameters, free, fixed, steps=polish_steps)
+        candidate, _, steps, bad = _polish(trials, parameters, free, fixed, steps=polish_steps)
         evaluations += steps
+        nonfinite_count += bad
         candidate_nll = nll64(trials, candidate, free, fixed)
         if np.isfinite(candidate_nll) and candidate_nll < nll:
             polished, gain = True, nll - candidate_nll
@@ -285,7 +337,8 @@ def fit_subject(trials: Trials, *, free: Sequence[str] = DEFAULT_FREE,
     return SubjectFit(subject=subject, parameters={n: float(parameters[n]) for n in PARAMETER_NAMES}, nll=nll,
                       restart_nlls=restart_nlls, evaluations=evaluations,
                       wall_seconds=time.perf_counter() - start, polished=polished, polish_gain=gain,
-                      n_lists=int(trials.targets.shape[0]), n_events=trials.n_events)
+                      n_lists=int(trials.targets.shape[0]), n_events=trials.n_events,
+                      nonfinite_evaluations=nonfinite_count)
 
 
 def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: Sequence[str] = DEFAULT_FREE,
@@ -312,6 +365,9 @@ def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: 
         show_progress: draw a rich progress bar.
         results_path: if given, the result JSON is rewritten after every subject, and subjects
             already in an existing file with the same settings are not fitted again (resumable).
+            Each stored fit carries its subject's :meth:`RecallDataset.fingerprint`; resuming on
+            different data for a stored subject raises ``ValueError`` (fits stored without a
+            fingerprint are refitted).
 
     Returns:
         A :class:`FitResult` (``.table()`` for pandas, ``.save(path)`` for JSON).
@@ -325,16 +381,24 @@ def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: 
         raise ValueError(f"subjects {missing} are not in the dataset; it has {dataset.subjects.tolist()}")
     settings = {"restarts": restarts, "popsize": popsize, "tol": tol, "maxiter": maxiter, "seed": seed,
                 "polish_steps": polish_steps}
+    selections = {s: dataset.select(subjects=[s]) for s in wanted}
+    fingerprints = {s: selection.fingerprint() for s, selection in selections.items()}
     done: dict[int, SubjectFit] = {}
     if results_path is not None and Path(results_path).exists():
         previous = FitResult.load(results_path)
         if previous.settings == settings and previous.free == list(free) and previous.fixed == fixed:
-            done = {f.subject: f for f in previous.fits}
+            done = {f.subject: f for f in previous.fits if f.subject in fingerprints and f.data_fingerprint}
+        for subject, stored in done.items():
+            if stored.data_fingerprint != fingerprints[subject]:
+                raise ValueError(f"{results_path} holds a fit of subject {subject} made on different data "
+                                 f"(data fingerprint {stored.data_fingerprint[:12]}…, this dataset's is "
+                                 f"{fingerprints[subject][:12]}…); pass another results_path or delete the file "
+                                 "to fit this data")
     result = FitResult(fits=[], free=list(free), fixed=fixed, settings=settings, versions=versions())
     # Subjects are padded to a few bucketed shapes (lists: the most of any subject; steps: a
     # multiple of 8; events: of 256), so the likelihood and its gradient compile a few times per
     # fit, not once per subject, and padding stays small.
-    selections = {s: dataset.select(subjects=[s]) for s in wanted if s not in done}
+    selections = {s: selection for s, selection in selections.items() if s not in done}
     # (lists, output steps, recall events) of each subject, read off the data (prepare's Trials.shape)
     shapes = {s: (sel.n_lists, int(sel.correct.sum(1).max()) + 1, int(sel.correct.sum()))
               for s, sel in selections.items()}
@@ -350,6 +414,7 @@ def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: 
                 fit_ = fit_subject(trials, free=free, fixed=fixed, restarts=restarts, popsize=popsize, tol=tol,
                                    maxiter=maxiter, seed=seed, polish_steps=polish_steps, subject=subject,
                                    workers=workers)
+                fit_.data_fingerprint = fingerprints[subject]
             result.fits.append(fit_)
             if results_path is not None:
                 result.save(results_path)

@@ -29,6 +29,9 @@ def load_sample(name: str) -> RecallDataset:
     """Loads ``"Morton2013"`` (40 subjects × 48 lists of 24 words) or ``"peers_notask"``
     (126 subjects, lists of 16 words) from the psifr package.
 
+    The result is cached and shared by every call, so it is immutable: its arrays are read-only
+    (writing to one raises ``ValueError``); copy an array to change it.
+
     Raises:
         ValueError: for an unknown name.
         ImportError: when psifr is not installed, saying how to install it.
