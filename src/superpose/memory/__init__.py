@@ -4,7 +4,7 @@ Public API:
 - Energies of one state (vmap for batches): :func:`lse_energy` (squared distance),
   :func:`dot_lse_energy` (modern Hopfield), :func:`polynomial_energy` (Krotov & Hopfield 2016),
   :func:`hopfield_energy` (classical); :func:`lse_energy_and_grad_streamed` for K too large to
-  hold a batch×K×D array.
+  hold a batch×K×D array; :class:`BatchedEnergy`, an energy with its own batched (E, ∇E).
 - Retrieval: :func:`descend` (batched gradient descent with clamping, early stop, β schedules and
   energy traces), :func:`one_step_update`, :func:`sign_update` (asynchronous, binary).
 - :func:`critical_beta`: the smallest β at which every memory is a local minimum.
@@ -26,6 +26,7 @@ from superpose.memory.diagnostics import (
 )
 from superpose.memory.distributed import DistributedMemory, distributed_energy
 from superpose.memory.energies import (
+    BatchedEnergy,
     dot_lse_energy,
     hopfield_energy,
     lse_energy,
@@ -37,6 +38,7 @@ from superpose.memory.retrieval import DescentResult, SignResult, descend, one_s
 
 __all__ = [
     "FEATURE_MAPS",
+    "BatchedEnergy",
     "DescentResult",
     "DistributedMemory",
     "SignResult",

@@ -8,8 +8,9 @@ approximates :func:`~superpose.memory.lse_energy` without the memories: its cost
 state, whatever K is. Trigonometric features can make ``⟨φ(v), T⟩ ≤ 0`` far from every memory
 (the estimate is noisy where the true kernel sum is tiny), so the log is taken of
 ``max(⟨φ(v), T⟩, floor)``; :meth:`DistributedMemory.floor_hits` reports where that happened,
-and the gradient there is 0. Positive features are summed in log space and never need the floor
-unless T is empty.
+and the gradient there is 0. Positive features are summed in log space, so their sum is never
+≤ 0, but the same floor applies to it: where log⟨φ(v), T⟩ falls below log(floor) (far from
+every memory at large β) the energy is clipped there too and ``floor_hits`` says so.
 
 The Y×D projection is either stored or regenerated from the key, chunk by chunk, inside the
 jitted computation (memory O(Y + chunk·D) instead of O(Y·D)).
@@ -29,7 +30,9 @@ from jaxtyping import Array, Bool, Float, Int
 
 from superpose import _xla
 from superpose._xla import WIDE_VECTORS
+from superpose._validation import is_concrete
 from superpose.memory._checks import check_beta, memories_array, positive_int, states_array
+from superpose.memory.energies import BatchedEnergy
 from superpose.memory.features import FEATURE_MAPS, PARTS, chunk_features, phase_chunk, projection_chunk
 from superpose.numerics import sincos
 from superpose.numerics.precision import matmul
@@ -171,9 +174,18 @@ class DistributedMemory(eqx.Module):
         return eqx.tree_at(lambda m: (m.T, m.count), self, (t, self.count + xi.shape[0]))
 
     def forget(self, memories: Float[Array, "K D"], batch: int = 4096) -> DistributedMemory:
-        """Subtracts memories from T (exactly undoes :meth:`add` of the same memories, up to rounding)."""
+        """Subtracts memories from T (exactly undoes :meth:`add` of the same memories, up to rounding).
+
+        Raises ValueError when K exceeds :attr:`count`, the memories written so far (checked when
+        ``count`` is concrete; under ``jit`` it is not).
+        """
         xi = memories_array(memories).astype(self.T.dtype)
         self._check_dim(xi.shape[1])
+        if is_concrete(self.count) and xi.shape[0] > int(self.count):
+            raise ValueError(
+                f"cannot forget {xi.shape[0]} memories: this memory holds {int(self.count)} "
+                "(forget at most as many as were added)"
+            )
         total = self._feature_sum(xi, positive_int(batch, "batch"))
         if self.feature_map == "positive":
             # log(e^a − e^b) = a + log(−expm1(b − a)); forgetting more than was stored gives −inf
@@ -185,16 +197,19 @@ class DistributedMemory(eqx.Module):
         return eqx.tree_at(lambda m: (m.T, m.count), self, (t, self.count - xi.shape[0]))
 
     def merge(self, other: DistributedMemory) -> DistributedMemory:
-        """The memory holding both sets of memories; both must be built with the same key and settings."""
+        """The memory holding both sets of memories.
+
+        Both must be built with the same key and the same settings (dim, Y, β, feature map,
+        orthogonal, chunk, floor, dtype and projection mode: stored or regenerated); any
+        difference raises ValueError naming it.
+        """
         if not isinstance(other, DistributedMemory):
             raise TypeError(f"can only merge another DistributedMemory, got {type(other).__name__}")
-        mine = (self.dim, self.num_features, self.beta, self.feature_map, self.orthogonal, self.chunk)
-        theirs = (other.dim, other.num_features, other.beta, other.feature_map, other.orthogonal, other.chunk)
-        if mine != theirs:
-            raise ValueError(
-                "cannot merge memories with different settings (dim, Y, beta, feature_map, orthogonal, chunk): "
-                f"{mine} vs {theirs}"
-            )
+        names = ("dim", "Y", "beta", "feature_map", "orthogonal", "chunk", "floor", "dtype", "projection")
+        mine, theirs = self._settings(), other._settings()
+        differ = [f"{n}: {a!r} vs {b!r}" for n, a, b in zip(names, mine, theirs) if a != b]
+        if differ:
+            raise ValueError("cannot merge memories with different settings (" + "; ".join(differ) + ")")
         if not bool(jnp.all(jax.random.key_data(self.key) == jax.random.key_data(other.key))):
             raise ValueError(
                 "cannot merge memories built with different keys: their random features differ, so "
@@ -251,6 +266,11 @@ class DistributedMemory(eqx.Module):
         return (*out, clipped.reshape(v.shape[:-1])) if with_floor_hits else out
 
     # -- helpers --------------------------------------------------------------------------
+    def _settings(self) -> tuple:
+        projection = "stored" if self.stored else "regenerated"
+        return (self.dim, self.num_features, self.beta, self.feature_map, self.orthogonal, self.chunk,
+                self.floor, str(self.T.dtype), projection)
+
     def _check_dim(self, d: int) -> None:
         if d != self.dim:
             raise ValueError(f"memories have D = {d}, but this memory was built for D = {self.dim}")
@@ -432,6 +452,8 @@ def distributed_energy(state: Float[Array, " D"], memory: DistributedMemory) -> 
     The gradient is computed in the same pass as the energy and attached with a stop-gradient
     identity, so ``jax.grad`` costs no second pass and stores no per-chunk residuals. It is the
     exact gradient in the state; derivatives in T, and second derivatives, are not provided.
+    ``distributed_energy`` is a :class:`~superpose.memory.energies.BatchedEnergy`: ``descend``
+    uses its batched form, one pass over the features per step for all states.
     """
     e, g, _ = _energy_and_grad(memory, state[None, :], True)
     e, g = jax.lax.stop_gradient(e[0]), jax.lax.stop_gradient(g[0])
@@ -444,7 +466,8 @@ def _batched_distributed_energy(states: jax.Array, memory: DistributedMemory) ->
     return e, g
 
 
-distributed_energy.batched = _batched_distributed_energy
+#: Ẽ of one state, callable as ``distributed_energy(state, memory)``, with its batched form.
+distributed_energy = BatchedEnergy(distributed_energy, _batched_distributed_energy)
 
 
 def projection_bytes(num_features: int, dim: int, dtype: Any = np.float32) -> int:

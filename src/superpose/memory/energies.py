@@ -8,13 +8,45 @@ polynomial orders far beyond what overflows a plain power.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from superpose.memory._checks import check_beta
+from superpose._validation import as_float_array, check_finite
+from superpose.memory._checks import check_beta, positive_int
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchedEnergy:
+    """An energy of one state together with its batched form, for :func:`~superpose.memory.descend`.
+
+    ``single(state, *args) -> scalar`` is the energy of one state of shape ``(D,)`` (calling the
+    wrapper calls it, so ``jax.grad`` and ``jax.vmap`` work on it as on a plain energy);
+    ``batched(states, *args) -> (energies, gradients)`` gives, for states of shape ``(N, D)``,
+    shapes ``(N,)`` and ``(N, D)``. ``descend`` checks ``isinstance(energy, BatchedEnergy)`` and
+    then calls ``batched`` once per step instead of ``vmap(value_and_grad(single))``. Both
+    callables must be hashable (plain functions are): the wrapper is a static argument of a jit.
+    """
+
+    single: Callable[..., Any]
+    batched: Callable[..., tuple[Any, Any]]
+
+    def __post_init__(self) -> None:
+        for name, fn in (("single", self.single), ("batched", self.batched)):
+            if not callable(fn):
+                raise TypeError(f"BatchedEnergy.{name} must be callable, got {type(fn).__name__}")
+        # the wrapper reads as the single-state energy in help() and docs
+        object.__setattr__(self, "__doc__", getattr(self.single, "__doc__", None))
+        object.__setattr__(self, "__name__", getattr(self.single, "__name__", "batched_energy"))
+
+    def __call__(self, state: Any, *args: Any, **kwargs: Any) -> Any:
+        """The energy of one state: ``single(state, *args, **kwargs)``."""
+        return self.single(state, *args, **kwargs)
 from superpose.numerics.precision import matmul
 
 
@@ -103,15 +135,21 @@ def lse_energy_and_grad_streamed(
 
     Uses the matrix-multiply form ``‖v‖² − 2 v·ξ + ‖ξ‖²`` and an online log-sum-exp, so memory
     is ``O(B·chunk + B·D)`` whatever K is (K = 10⁵ memories of D = 784 need no B×K×D array).
+    NaN or inf in concrete ``states`` or ``memories`` raises ValueError (a traced call is not checked).
 
     Returns:
         energies of shape ``(B,)`` and gradients of shape ``(B, D)``.
     """
     check_beta(beta)
-    if states.ndim != 2 or memories.ndim != 2 or states.shape[1] != memories.shape[1]:
-        raise ValueError(f"need states (B, D) and memories (K, D); got {states.shape} and {memories.shape}")
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    states = as_float_array("states", states)
+    memories = as_float_array("memories", memories)
+    if states.ndim != 2 or memories.ndim != 2 or states.shape[1] != memories.shape[1] or memories.shape[0] < 1:
+        raise ValueError(
+            f"need states (B, D) and memories (K, D) with K >= 1 and the same D; got {states.shape} and {memories.shape}"
+        )
+    check_finite("states", states)
+    check_finite("memories", memories)
+    chunk = positive_int(chunk, "chunk")
     return _lse_streamed(states, memories, jnp.asarray(beta, states.dtype), chunk=min(int(chunk), memories.shape[0]))
 
 

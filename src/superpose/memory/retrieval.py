@@ -19,6 +19,7 @@ from jaxtyping import Array, Bool, Float, Int
 from superpose import _xla
 from superpose._xla import WIDE_VECTORS
 from superpose.memory._checks import check_beta, memories_array, positive_float, positive_int, states_array
+from superpose.memory.energies import BatchedEnergy
 from superpose.numerics.precision import matmul
 from superpose.parallel import cpu_thread_parts, distribute, pad_batch, run_concurrently
 from superpose.scales.schedules import BetaSchedule, schedule_array
@@ -37,12 +38,10 @@ class DescentResult(NamedTuple):
 # 512-bit vectors on CPU: the random-feature pass (sin/cos of B×Y angles) runs 15–20% faster
 @functools.partial(_xla.jit, cpu_options=WIDE_VECTORS, static_argnames=("energy", "steps", "record", "use_tol", "use_betas"))
 def _descend(energy, states, args, free, step_size, tol, betas, *, steps, record, use_tol, use_betas):
-    batched = getattr(energy, "batched", None)
-
     def value_and_grad(v, beta):
         extra = {"beta": beta} if use_betas else {}
-        if batched is not None:  # the energy's own batched (energies, gradients)
-            return batched(v, *args, **extra)
+        if isinstance(energy, BatchedEnergy):  # the energy's own batched (energies, gradients)
+            return energy.batched(v, *args, **extra)
         return jax.vmap(jax.value_and_grad(lambda s: energy(s, *args, **extra)))(v)
 
     n = states.shape[0]
@@ -88,10 +87,11 @@ def descend(
 
     Args:
         energy: ``energy(state, *args) -> scalar`` for one state of shape ``(D,)``; with
-            ``betas``, it is called as ``energy(state, *args, beta=β_t)``. If it has an
-            attribute ``batched``, ``energy.batched(states, *args) -> (energies, gradients)``
-            for states of shape ``(N, D)`` is used instead of ``vmap(value_and_grad(energy))``
-            (:func:`~superpose.memory.distributed_energy` has one: one pass per step).
+            ``betas``, it is called as ``energy(state, *args, beta=β_t)``. A
+            :class:`~superpose.memory.energies.BatchedEnergy` (such as
+            :func:`~superpose.memory.distributed_energy`: one pass per step) is run through its
+            ``batched(states, *args) -> (energies, gradients)`` instead of
+            ``vmap(value_and_grad(energy))``.
         states: initial states, shape ``(..., D)``.
         *args: passed to ``energy`` (memories, β, a DistributedMemory, ...).
         steps: the largest number of updates.
@@ -108,6 +108,13 @@ def descend(
     Returns:
         The final states (shape of ``states``) and a :class:`DescentResult`.
     """
+    if not callable(energy):
+        raise TypeError(f"energy must be callable as energy(state, *args), got {type(energy).__name__}")
+    if hasattr(energy, "batched") and not isinstance(energy, BatchedEnergy):
+        raise TypeError(
+            "energy has a 'batched' attribute but is not a BatchedEnergy; descend no longer reads such "
+            "attributes: pass BatchedEnergy(energy, batched) (superpose.memory.energies) to use it"
+        )
     steps = positive_int(steps, "steps")
     step_size = positive_float(step_size, "step_size")
     if tol is not None and not (float(tol) >= 0):

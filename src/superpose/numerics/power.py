@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
 
 from superpose._validation import (
@@ -218,14 +219,23 @@ def log_choice_probability_of(
 
     The rule a likelihood needs: one chosen entry per row. It takes one pass less than the
     full distribution (the log-normaliser is ``log Σ exp(·)`` of values whose maximum is 0, so
-    it needs no second shift). ``index`` (integer, shape ``(...)``) should point at an unmasked
-    entry; a masked one gives ``−inf``.
+    it needs no second shift). ``index`` (integer, shape ``(...)``, each in ``[0, n)``) should
+    point at an unmasked entry; a masked one gives ``−inf``. An index outside ``[0, n)`` raises
+    ValueError when concrete; under ``jit`` it is not checked.
     """
     v, s = _validated(values, scale)
     m = _mask_like(mask, v.shape)
     idx = jnp.asarray(index)
     if not jnp.issubdtype(idx.dtype, jnp.integer):
         raise TypeError(f"index must hold integers, got dtype {idx.dtype}")
+    n = v.shape[-1]
+    if is_concrete(idx):
+        bad = (np.asarray(idx) < 0) | (np.asarray(idx) >= n)
+        if np.any(bad):
+            raise ValueError(
+                f"index must lie in [0, {n}) (one of the n = {n} entries of each row); "
+                f"{int(np.sum(bad))} entries do not, e.g. {int(np.asarray(idx)[bad].flat[0])}"
+            )
     v = jnp.where(m, 0.0, v)
     log_scaled, _, invalid, has_support = _log_power_scale(v, s)
     has_support = has_support[..., 0]

@@ -20,7 +20,7 @@ L = (1 + r)s²/6 with zero bias. They meet at r = 1, s = 4/7.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +28,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float
 
+from superpose._validation import positive_int
 from superpose.numerics.precision import float64_enabled
 from superpose.toy.data import Features
 from superpose.toy.metrics import classify_pair
@@ -126,6 +127,21 @@ class ExactMinimum(NamedTuple):
     solution: jax.Array
 
 
+#: how many of exact_minimum's starts per cell are deterministic (the rest are random)
+FIXED_STARTS = 8
+
+
+def _prng_key(key: Any) -> jax.Array:
+    """An int seed or a PRNG key (typed or raw uint32[2]) as a typed key; anything else is a TypeError."""
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return jax.random.key(int(key))
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
+        return key
+    if isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,):
+        return jax.random.wrap_key_data(key)
+    raise TypeError(f"key must be an int seed or one PRNG key (jax.random.key(seed)), got {key!r}")
+
+
 def _starts(probabilities, count: int, key) -> jax.Array:
     mean1 = (probabilities[:, 1] + probabilities[:, 3]) / 2  # E[x₁]
     mean2 = (probabilities[:, 2] + probabilities[:, 3]) / 2
@@ -141,7 +157,7 @@ def _starts(probabilities, count: int, key) -> jax.Array:
     if extra > 0:
         noise = jax.random.normal(key, (extra, *mean1.shape, 4)) * jnp.array([0.8, 0.8, 0.1, 0.1])
         starts += list(noise)
-    return jnp.stack(starts[:max(count, 1)], 1)  # (cells, starts, 4)
+    return jnp.stack(starts[:count], 1)  # (cells, starts, 4)
 
 
 ADAM_STEPS = 200
@@ -190,19 +206,31 @@ def _polish(theta, probabilities, importance):
 
 
 def exact_minimum(features: Features, importance: Float[Array, "M 2"], *, starts: int = 6,
-                  key: jax.Array | None = None) -> ExactMinimum:
+                  key: jax.Array | int = 0) -> ExactMinimum:
     """The global minimum of the exact expected loss for every model's distribution and importance.
 
     Minimised in float64 from ``starts`` starting points per cell (the TMS candidates, aligned and
-    lopsided variants, then random ones from ``key``); the best end point wins. Its class uses
+    lopsided variants, then random ones); the best end point wins. Its class uses
     :func:`~superpose.toy.metrics.classify_pair` on W = (w₁, w₂).
+
+    Args:
+        features: two-feature distributions of M cells.
+        importance: shape ``(M, 2)``.
+        starts: starting points per cell, >= 1. The first :data:`FIXED_STARTS` are deterministic;
+            only starts beyond them are random.
+        key: a PRNG key (``jax.random.key(seed)``) or an int seed for those random starts. The
+            default is seed 0, so a call without a key is reproducible (and the default 6 starts
+            use no randomness at all).
     """
+    if not isinstance(features, Features):
+        raise TypeError(f"features must be a superpose.toy.Features, got {type(features).__name__}")
     if features.density.shape[-1] != 2:
         raise ValueError("the exact minimum is implemented for two features and one hidden unit")
+    starts = positive_int(starts, "starts")
+    key = _prng_key(key)
     with float64_enabled():
         imp = check_importance(importance, *features.density.shape, dtype=jnp.float64)
         probabilities = jnp.asarray(np.asarray(pattern_probabilities(features), np.float64))
-        key = jax.random.key(0) if key is None else key
         theta0 = _starts(probabilities, starts, key)
         near = _descend(theta0.astype(jnp.float32), probabilities.astype(jnp.float32), imp.astype(jnp.float32))
         theta, losses = _polish(near.astype(jnp.float64), probabilities, imp)
