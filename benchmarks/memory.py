@@ -22,6 +22,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,12 +31,13 @@ BATCH, BETA, STEPS, ALPHA = 256, 25.0, 100, 0.1
 
 # -- child measurements ---------------------------------------------------------------------------
 def _data(d: int, k: int):
+    """K memories and BATCH queries: superpose's binary patterns (the reference's child reads them from a file)."""
     import jax
 
+    from superpose.memory.experiments import binary_patterns
+
     k1, k2 = jax.random.split(jax.random.key(0))
-    memories = (jax.random.uniform(k1, (k, d)) > 0.5) / d**0.5
-    queries = (jax.random.uniform(k2, (BATCH, d)) > 0.5) / d**0.5
-    return memories, queries
+    return binary_patterns(k1, k, d), binary_patterns(k2, BATCH, d)
 
 
 def _timed(fn, repeats: int = 3) -> tuple[float, float]:
@@ -69,8 +71,10 @@ def child_ours(d: int, y: int, projection: str, recall: bool) -> dict:
     return out
 
 
-def child_reference(d: int, y: int, recall: bool, path: str) -> dict:
+def child_reference(d: int, y: int, recall: bool, path: str, data: str) -> dict:
+    """The reference's timings on the patterns saved in ``data`` (its Python need not have superpose)."""
     import jax
+    import numpy as np
 
     import inspect
 
@@ -84,7 +88,8 @@ def child_reference(d: int, y: int, recall: bool, path: str) -> dict:
     sys.path.insert(0, path)
     import kernel_sims  # the reference, from its own checkout
 
-    memories, queries = _data(d, 20)
+    with np.load(data) as saved:
+        memories, queries = jnp.asarray(saved["memories"]), jnp.asarray(saved["queries"])
     model = kernel_sims.SinCosL2DAM(jax.random.key(1), d, y, BETA)
     t = model.kernelize_memories(memories)
     egrad_fn = jax.jit(jax.vmap(jax.value_and_grad(model.kernel_energy), in_axes=(0, None)))
@@ -184,6 +189,7 @@ def main() -> None:
         return
     sys.path.insert(0, str(Path(__file__).parent))
     import jax
+    import numpy as np
     from _common import print_table, write_results
 
     reference = None if args.quick else args.reference
@@ -203,7 +209,11 @@ def main() -> None:
             split = run_child("ours", host_devices=os.cpu_count() or 1, d=d, y=y, projection="auto", recall=True)
             row.update(recall_s_device_per_core=split.get("recall_s"))
         if reference:
-            ref = run_child("reference", python=args.reference_python, d=d, y=y, recall=True, path=reference)
+            with tempfile.TemporaryDirectory() as folder:
+                data = os.path.join(folder, "patterns.npz")
+                np.savez(data, **dict(zip(("memories", "queries"), map(np.asarray, _data(d, 20)))))
+                ref = run_child("reference", python=args.reference_python, d=d, y=y, recall=True, path=reference,
+                                data=data)
             row.update(ref_egrad_q_per_s=ref.get("queries_per_s"), ref_recall_s=ref.get("recall_s"),
                        ref_peak_gib=ref.get("peak_rss_gib"), ref_peak_device_gib=ref.get("peak_device_gib"),
                        recall_speedup=(ref["recall_s"] / ours["recall_s"]) if "recall_s" in ref and "recall_s" in ours else None)

@@ -11,6 +11,7 @@ import numpy as np
 from superpose.numerics.power import choice_probabilities, power_scale
 from superpose.numerics.precision import float64_enabled
 from superpose.runner import ExperimentConfig, RunContext, experiment, param
+from superpose.runner.plotting import pyplot
 
 # The seed notebook's printed outputs (float32), which power_scale must reproduce.
 SEED_POWER_2 = (0.0625, 0.25, 0.5625, 1.0)
@@ -85,10 +86,7 @@ def _first_collapse(scales: np.ndarray, probabilities: np.ndarray) -> float | No
 @experiment("power-scale", PowerScaleConfig, quick={"points": 121})
 def power_scale_demo(config: PowerScaleConfig, run: RunContext) -> None:
     """power_scale against a plain power, its one-hot limit, and why masking must come first."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 

@@ -23,17 +23,9 @@ from superpose.recall.samples import SAMPLES, load_sample
 from superpose.recall.simulation import simulate, simulate_like
 from superpose.runner import ExperimentConfig, RunContext, experiment, param
 from superpose.runner.files import write_text
+from superpose.runner.plotting import pyplot
 
 LAG_WINDOW = 5
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _parse_subjects(text: str) -> tuple[int, ...] | None:
@@ -69,7 +61,7 @@ def _curves(dataset: RecallDataset) -> dict[str, pd.DataFrame]:
 def _compare_figures(run: RunContext, data: dict[str, pd.DataFrame], model: dict[str, pd.DataFrame],
                      title: str) -> dict[str, float]:
     """Data against model for the three curves (PNG and plotly), and their RMS differences."""
-    plt = _pyplot()
+    plt = pyplot()
     from plotly.subplots import make_subplots
 
     panels = (("spc", "serial position", "P(recall)"), ("pfr", "serial position", "P(first recall)"),
@@ -144,6 +136,7 @@ def recall_fit(config: FitConfig, run: RunContext) -> None:
         nll_by_subject={int(s): float(v) for s, v in zip(table["subject"], table["nll"])},
         mean_seconds_per_subject=float(table["seconds"].mean()),
         mean_restart_spread_nll=float(np.mean(spreads)), polished_fraction=float(np.mean([f.polished for f in result.fits])),
+        nonfinite_evaluations=result.nonfinite_evaluations,  # likelihoods scored as 1e12 (inf/NaN regions)
         **rms,
     )
     run.note(f"Fitted {len(subjects)} subjects of {config.dataset} with {config.restarts} differential-evolution "
@@ -177,7 +170,7 @@ RECOVERY_BOX = {
 @experiment("recall-recovery", RecoveryConfig, quick={"n_subjects": 4, "lists": 24})
 def recall_recovery(config: RecoveryConfig, run: RunContext) -> None:
     """Parameter recovery: fitted against true values per parameter, with correlations."""
-    plt = _pyplot()
+    plt = pyplot()
     rng = np.random.default_rng(config.seed)
     truths = [{n: float(rng.uniform(*RECOVERY_BOX[n])) for n in DEFAULT_FREE} | DEFAULT_FIXED
               for _ in range(config.n_subjects)]
@@ -249,7 +242,7 @@ class ChoiceRuleConfig(ExperimentConfig):
 @experiment("recall-choice-rule", ChoiceRuleConfig, quick={"taus": 30, "lists": 16})
 def recall_choice_rule(config: ChoiceRuleConfig, run: RunContext) -> None:
     """Where scaling before masking collapses on CMR's real activations, against the sensitivity τ."""
-    plt = _pyplot()
+    plt = pyplot()
     from plotly.subplots import make_subplots
 
     base = {"encoding_drift_rate": 0.7, "start_drift_rate": 0.05, "recall_drift_rate": 0.8, "mfc_learning_rate": 0.2,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from superpose.runner.plotting import pyplot
+
 TOY_SETTINGS = ("independent", "hierarchical")  # the toy settings of sae-toy: its control, and its subject
 
 
@@ -11,15 +13,6 @@ def nan_mean(values) -> float:
     """The mean over finite entries (NaN if none)."""
     values = np.asarray(values, float)
     return float(np.nanmean(values)) if np.any(np.isfinite(values)) else float("nan")
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def toy_figures(config, run, fits, pairs, labels, metrics) -> None:

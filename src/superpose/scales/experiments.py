@@ -25,6 +25,7 @@ import numpy as np
 
 from superpose.numerics.precision import float64_enabled, matmul
 from superpose.runner import ExperimentConfig, RunContext, experiment, param
+from superpose.runner.plotting import pyplot
 from superpose.scales.bounds import retrieval_step_bound
 from superpose.scales.certify import certify
 from superpose.scales.ladder import ScaleLadder
@@ -212,10 +213,7 @@ def _chi2_cdf(x: float, dof: int) -> float:
                    "beta_steps": 4, "seed_rows": 20_000})
 def scales_stability(config: StabilityConfig, run: RunContext) -> None:
     """Measured amplification of scale transitions against the proven bound, and the seed's failing test."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import plotly.graph_objects as go
     from matplotlib.colors import to_hex
 

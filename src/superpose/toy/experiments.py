@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from superpose.runner import ExperimentConfig, RunContext, experiment, param
+from superpose.runner.plotting import pyplot
 from superpose.toy.data import make_features
 from superpose.toy.figures import CLASS_COLOURS, boundary_segments, class_rgb, css, legend_image, phase_rgb
 from superpose.toy.metrics import (
@@ -24,15 +24,6 @@ from superpose.toy.metrics import (
 from superpose.toy.models import init_params
 from superpose.toy.theory import candidate_losses, exact_minimum, model_expected_loss
 from superpose.toy.training import OPTIMIZERS, REDUCTIONS, SCHEDULES, train
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _majority(classes: np.ndarray) -> np.ndarray:
@@ -131,7 +122,7 @@ def _phase_axes(config):
 @experiment("toy-phase", PhaseConfig, quick={"grid": 12, "members": 6, "steps": 2000})
 def toy_phase(config: PhaseConfig, run: RunContext) -> None:
     """TMS's r–s phase diagram with closed-form and exact minimum-loss boundaries."""
-    plt = _pyplot()
+    plt = pyplot()
     r, s = _phase_axes(config)
     S, R = np.meshgrid(s, r, indexing="ij")  # rows: density, cols: importance
     density = np.stack([S, S], -1)
@@ -187,11 +178,36 @@ def toy_phase(config: PhaseConfig, run: RunContext) -> None:
                     "that end in another class than the exact minimum (low-density saddles).")
     run.save_plotly(_plotly_classes(r, s, best, theory, cell, bx, by, lines), "phase-interactive",
                     "Best-of-N class per cell; hover for the exact minimum, losses and member classes.")
-    run.note(f"Best-of-{config.members} agrees with the exact minimum's class in {agree['analytic_agreement']:.1%} "
-             f"of cells; the majority of members in {agree['majority_agreement']:.1%}. Members that disagree mostly "
-             "sit at low density, at a saddle that keeps only the more important feature. The exact minimum beats "
-             f"the best closed form by up to {gain.max():.1%} (an antipodal pair with small positive biases near "
-             "r ≈ 1, s ≈ 0.55), which moves the antipodal boundary.")
+    run.note(_phase_note(config, agree, cell["solution"], theory, closed_class, gain, R, S))
+
+
+def _phase_note(config, agree, members, theory, closed_class, gain, R, S) -> str:
+    """The toy-phase findings, each from the run: agreement, where members disagree, where the exact
+    minimum beats the closed forms and what it is there. members: (rows, cols, members) classes."""
+    exact_class = theory["solution"]
+    text = (f"Best-of-{config.members} agrees with the exact minimum's class in {agree['analytic_agreement']:.1%} "
+            f"of cells; the majority of members in {agree['majority_agreement']:.1%}. ")
+    wrong = members != exact_class[..., None]
+    if wrong.any():
+        classes, counts = np.unique(members[wrong], return_counts=True)
+        common = SOLUTION_CLASSES[classes[np.argmax(counts)]]
+        low = float(wrong[S[:, 0] < 0.1].sum() / wrong.sum())
+        text += (f"{wrong.mean():.1%} of members end in another class than the exact minimum; {low:.0%} of those sit "
+                 f"at density s < 0.1, and the most common class they end in is {common}. ")
+    else:
+        text += "Every member ends in the exact minimum's class. "
+    at = np.unravel_index(np.argmax(gain), gain.shape)
+    if gain[at] > 0:
+        b1, b2 = theory["theta"][at][2:]
+        text += (f"The exact minimum beats the best closed form by up to {gain[at]:.1%}, at r = {R[at]:.3g}, "
+                 f"s = {S[at]:.3g}, where it is {SOLUTION_CLASSES[exact_class[at]]} with biases (b₁, b₂) = "
+                 f"({b1:.2g}, {b2:.2g}). ")
+    else:
+        text += f"The exact minimum never beats the best closed form on this grid (largest gain {gain[at]:.1e}). "
+    differ = int(np.sum(closed_class != exact_class))
+    text += (f"Its class differs from the closed forms' in {differ} of {exact_class.size} cells"
+             + (", so the exact boundaries move." if differ else "."))
+    return text
 
 
 def _plotly_classes(r, s, best, theory, cell, bx, by, lines):
@@ -259,7 +275,7 @@ def _hierarchy_grid(config, p1):
                                                       "steps": 400})
 def toy_hierarchy(config: HierarchyConfig, run: RunContext) -> None:
     """The seed's 3×3 hierarchical phase diagram, by colour map and by solution class, with exact boundaries."""
-    plt = _pyplot()
+    plt = pyplot()
     panels = {}
     for index, p1 in enumerate(run.track(config.p_feature1, "panels")):
         x, y, density, importance = _hierarchy_grid(config, p1)
@@ -415,7 +431,7 @@ def _geometry_cell(config: GeometryConfig, key, n, m, density, importance, membe
                                                    "sparsities": 8, "steps": 1500, "batch": 512})
 def toy_geometry(config: GeometryConfig, run: RunContext) -> None:
     """The pentagon (n=5, m=2) and features per dimension against 1/(1 − S), with D_i clustering."""
-    plt = _pyplot()
+    plt = pyplot()
     k_pent, k_sweep = jax.random.split(run.key)
     pent = run.cell("pentagon", lambda: _geometry_cell(
         config, k_pent, 5, 2, np.full((config.pentagon_members, 5), 0.1),
@@ -462,6 +478,22 @@ def toy_geometry(config: GeometryConfig, run: RunContext) -> None:
                 title="D_i of represented features (‖W_i‖ > 0.5); dashed: 1, 3/4, 2/3, 1/2, 2/5, 3/8")
     fig.tight_layout()
     run.save_figure(fig, "geometry", "Left: the pentagon. Middle: features per dimension. Right: D_i per feature.")
-    run.note(f"Of the represented features with D_i ≥ 0.35, {np.mean(near < 0.03) if near.size else 0:.0%} lie within "
-             "0.03 of 1, 3/4, 2/3, 1/2, 2/5 or 3/8 (most at 1/2: antipodal pairs, the plateau of two features per "
-             "dimension). At higher sparsity all features pack into the m dimensions with D_i below 3/8.")
+    run.note(_geometry_note(config, near, nearest, inverse, per_dimension, sweep, represented))
+
+
+def _geometry_note(config, near, nearest, inverse, per_dimension, sweep, represented) -> str:
+    """The toy-geometry findings from the run: how D_i clusters, and what the sparsest model does."""
+    names = ("1", "3/4", "2/3", "1/2", "2/5", "3/8")
+    text = (f"Of the represented features with D_i ≥ 0.35, {np.mean(near < 0.03) if near.size else 0:.0%} lie within "
+            "0.03 of 1, 3/4, 2/3, 1/2, 2/5 or 3/8")
+    if nearest.size:
+        counts = np.bincount(nearest, minlength=len(FRACTIONS))
+        text += f" (most at {names[int(np.argmax(counts))]}: {counts.max()} features)"
+    last = represented[-1]
+    dims = np.asarray(sweep["dimensionality"][-1])[last]
+    text += (f". At the highest sparsity (1/(1 − S) = {inverse[-1]:.0f}) {int(last.sum())} of the {config.features} "
+             f"features are represented in the m = {config.hidden} dimensions ({per_dimension[-1]:.2f} features per "
+             "dimension)")
+    if dims.size:
+        text += f", with median D_i {np.median(dims):.2f} and {np.mean(dims < 0.375):.0%} of them below 3/8"
+    return text + "."

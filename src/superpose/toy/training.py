@@ -31,10 +31,24 @@ SCHEDULES = ("constant", "cosine")
 CHUNK_BUDGET_BYTES = 1 << 30  # working memory one chunk of models may use
 
 
+def weighted_error(x, reconstruction, importance, *, batch_axis: int, feature_axis: int):
+    """The toy loss Σ_j I_j · mean over the batch of (x_j − x'_j)², the one formula every path uses.
+
+    ``x`` and ``reconstruction`` broadcast together; ``batch_axis`` is averaged first, then
+    ``importance`` (shaped like the result without the batch axis) weights each feature and
+    ``feature_axis`` (an axis of that result) is summed.
+    """
+    squared = jnp.mean((x - reconstruction) ** 2, axis=batch_axis)
+    return jnp.sum(squared * importance, axis=feature_axis)
+
+
+def _activate(out, kind: str):
+    return jax.nn.relu(out) if kind == "relu" else out
+
+
 def per_model_loss(params: ToyParams, x: Float[Array, "B M n"], importance: Float[Array, "M n"], kind: str):
     """L_i = mean over the batch of Σ_j I_ij (x_j − x'_j)², shape (M,)."""
-    err = (x - forward(params, x, kind)) ** 2 * importance[None]
-    return jnp.mean(jnp.sum(err, axis=-1), axis=0)
+    return weighted_error(x, forward(params, x, kind), importance, batch_axis=0, feature_axis=-1)
 
 
 def make_optimizer(name: str, learning_rate, weight_decay: float) -> optax.GradientTransformation:
@@ -71,21 +85,16 @@ def _planes_losses(W, b, x, imp, kind):
     xs = [x[j][:, None, :] if grouped else x[j] for j in range(n)]
     w = [[W[k, j][..., None] for j in range(n)] for k in range(m)]
     hidden = [sum(w[k][j] * xs[j] for j in range(n)) for k in range(m)]
-    total = 0.0
-    for j in range(n):
-        out = sum(w[k][j] * hidden[k] for k in range(m)) + b[j][..., None]
-        out = jax.nn.relu(out) if kind == "relu" else out
-        total = total + imp[j] * jnp.mean((xs[j] - out) ** 2, axis=-1)
-    return total
+    out = jnp.stack([_activate(sum(w[k][j] * hidden[k] for k in range(m)) + b[j][..., None], kind) for j in range(n)])
+    return weighted_error(jnp.stack(xs), out, imp, batch_axis=-1, feature_axis=0)
 
 
 def _matmul_losses(W, b, x, imp, kind):
     """Per-model losses (S, G): W (S, G, m, n), b/imp (S, G, 1, n), x (n, S, B)."""
     xt = jnp.transpose(x, (1, 2, 0))  # (S, B, n)
     hidden = jnp.einsum("sbn,sgmn->sgbm", xt, W)
-    out = jnp.einsum("sgbm,sgmn->sgbn", hidden, W) + b
-    out = jax.nn.relu(out) if kind == "relu" else out
-    return jnp.sum(jnp.mean((xt[:, None] - out) ** 2, axis=-2) * imp[:, :, 0], axis=-1)
+    out = _activate(jnp.einsum("sgbm,sgmn->sgbn", hidden, W) + b, kind)
+    return weighted_error(xt[:, None], out, imp[:, :, 0], batch_axis=-2, feature_axis=-1)
 
 
 def _to_internal(W, b, imp, groups: int, planes: bool):
