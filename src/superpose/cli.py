@@ -19,6 +19,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 import superpose
 
@@ -76,6 +77,19 @@ def main(
     _enable_compilation_cache()
 
 
+class _RemainingColumn(TimeRemainingColumn):
+    """Rich's time-remaining column, except on the gallery's line: there the GalleryClock's estimate
+    (each experiment's expected cost, refined as runs finish) instead of the rate of finished tasks."""
+
+    def render(self, task):  # type: ignore[no-untyped-def]
+        clock = task.fields.get("clock")
+        if clock is None or task.finished:
+            return super().render(task)
+        from superpose.runner.report import format_duration
+
+        return Text(f"~{format_duration(clock.remaining(), rough=True)}", style="progress.remaining")
+
+
 @contextlib.contextmanager
 def _progress(enabled: bool) -> Iterator[Progress | None]:
     if not enabled:
@@ -83,7 +97,7 @@ def _progress(enabled: bool) -> Iterator[Progress | None]:
         return
     columns = (
         SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
-        MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), _RemainingColumn(),
     )
     with Progress(*columns, console=console, transient=True) as progress:
         yield progress
@@ -176,21 +190,26 @@ def gallery(
 ) -> None:
     """Run every registered default experiment and write one HTML report (OUT/index.html).
 
-    A failing experiment is marked on the report with its error while the others still run;
-    the exit code is then 1.
+    It says first how long the full and --quick galleries take on 2 CPU cores, then shows experiments done, time elapsed and time left.
+
+    A failing experiment is marked on the report with its error while the others still run; the exit code is then 1.
     """
     from superpose.runner import RunDirectoryError, run_gallery
+    from superpose.runner.report import format_duration
+
+    def log(line: str) -> None:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
     try:
         with _progress(progress) as bar:
-            result = run_gallery(out, quick=quick, resume=resume, force=force, only=only, progress=bar)
+            result = run_gallery(out, quick=quick, resume=resume, force=force, only=only, progress=bar, log=log)
     except (RunDirectoryError, ValueError) as error:
         raise _fail(str(error)) from None
     table = Table("experiment", "status", "time", box=None)
     for record in result.records:
         style = "green" if record.status == "finished" else "red"
         note = " (kept from before)" if record.skipped else ""
-        table.add_row(record.name, f"[{style}]{record.status}[/]{note}", f"{record.wall_time_s:.1f} s")
+        table.add_row(record.name, f"[{style}]{record.status}[/]{note}", format_duration(record.wall_time_s))
     console.print(table)
     console.print(f"report: {result.page}", highlight=False)
     if result.failed:

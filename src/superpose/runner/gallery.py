@@ -4,19 +4,27 @@ Each experiment runs in its own sub-directory. A failing experiment is recorded 
 error on the report) and the others still run. ``gallery.json`` records the mode, so that
 ``--resume`` continues the same gallery: finished experiments are skipped, an interrupted
 one resumes from its finished cells.
+
+Before it starts, the gallery says how long the full and quick galleries take on 2 CPU cores;
+while it runs, :class:`GalleryClock` gives experiments done of total, the time elapsed and an
+estimate of the time left from each experiment's expected cost, refined as runs finish.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import superpose
 from superpose.runner import files
 from superpose.runner.registry import Experiment, experiments
-from superpose.runner.report import write_gallery_page
+from superpose.runner.report import format_duration, write_gallery_page
 from superpose.runner.run import RunDirectoryError, RunRecord, prepare_directory, run_experiment
 
 
@@ -33,8 +41,134 @@ class GalleryResult:
         return [r for r in self.records if r.status != "finished"]
 
 
-def _entry(exp: Experiment, record: RunRecord | None) -> dict[str, Any]:
-    entry: dict[str, Any] = {"name": exp.name, "description": exp.description, "status": "pending"}
+class GalleryClock:
+    """Experiments done of total, time elapsed and an estimate of the time left, for a gallery.
+
+    Each experiment has an expected cost (seconds on 2 CPU cores). The estimate scales the costs
+    still to come by this machine's speed factor, ``(measured + w) / (expected + w)`` summed over
+    the experiments finished so far, where the prior weight ``w`` (a quarter of the whole
+    gallery's expected time) keeps one short first run from swinging it. The experiment in
+    progress counts with its scaled cost less the time it has run (never below 0). Failed
+    experiments count as done but not towards the speed factor; experiments kept from an earlier
+    run count with their recorded wall time. Thread-safe: a progress display
+    may read it while the gallery runs.
+
+    Args:
+        expected: expected seconds per experiment name, in run order (each finite and > 0).
+        clock: a monotonic clock in seconds (tests pass a fake one).
+    """
+
+    def __init__(self, expected: Mapping[str, float], clock: Callable[[], float] = time.monotonic) -> None:
+        for name, seconds in expected.items():
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+                raise TypeError(f"expected seconds of {name!r} must be a number, got {seconds!r}")
+            if not (math.isfinite(seconds) and seconds > 0):
+                raise ValueError(f"expected seconds of {name!r} must be finite and > 0, got {seconds!r}")
+        self.expected = {name: float(seconds) for name, seconds in expected.items()}
+        self.prior_weight = 0.25 * sum(self.expected.values())
+        self._clock = clock
+        self._started = clock()
+        self._lock = threading.Lock()
+        self._done: dict[str, str] = {}  # name -> status
+        self._measured: dict[str, float] = {}  # finished experiments -> wall seconds
+        self._current: str | None = None
+        self._current_started = 0.0
+
+    @property
+    def total(self) -> int:
+        """Number of experiments in the gallery."""
+        return len(self.expected)
+
+    @property
+    def done(self) -> int:
+        """Number of experiments done (finished, failed or kept from an earlier run)."""
+        return len(self._done)
+
+    def _check_name(self, name: str) -> None:
+        if name not in self.expected:
+            raise ValueError(f"{name!r} is not in this gallery ({', '.join(self.expected)})")
+
+    def start(self, name: str) -> None:
+        """Marks ``name`` as the experiment in progress, from now."""
+        self._check_name(name)
+        with self._lock:
+            self._current, self._current_started = name, self._clock()
+
+    def finish(self, name: str, status: str, wall_time_s: float) -> None:
+        """Marks ``name`` done; a ``finished`` one's wall time (seconds) refines the speed factor."""
+        self._check_name(name)
+        if not (math.isfinite(wall_time_s) and wall_time_s >= 0):
+            raise ValueError(f"wall time must be finite and >= 0, got {wall_time_s!r}")
+        with self._lock:
+            self._done[name] = status
+            if status == "finished" and wall_time_s > 0:
+                self._measured[name] = float(wall_time_s)
+            if self._current == name:
+                self._current = None
+
+    def speed_factor(self) -> float:
+        """Measured over expected time of the finished experiments, with the prior weight (1 at first)."""
+        with self._lock:
+            measured = sum(self._measured.values())
+            expected = sum(self.expected[name] for name in self._measured)
+        if expected + self.prior_weight == 0:  # an empty gallery
+            return 1.0
+        return (measured + self.prior_weight) / (expected + self.prior_weight)
+
+    def elapsed(self) -> float:
+        """Seconds since the gallery started."""
+        return self._clock() - self._started
+
+    def remaining(self) -> float:
+        """Estimated seconds until every experiment is done."""
+        factor = self.speed_factor()
+        now = self._clock()
+        with self._lock:
+            pending = [name for name in self.expected if name not in self._done]
+            current, current_started = self._current, self._current_started
+        left = 0.0
+        for name in pending:
+            cost = factor * self.expected[name]
+            left += max(cost - (now - current_started), 0.0) if name == current else cost
+        return left
+
+    def times(self) -> str:
+        """``"5 min 12 s elapsed, about 20 min left"`` (no time left once all are done)."""
+        line = f"{format_duration(self.elapsed())} elapsed"
+        if self.done < self.total:
+            line += f", about {format_duration(self.remaining(), rough=True)} left"
+        return line
+
+    def summary(self) -> str:
+        """``"3 of 14 experiments done, 5 min 12 s elapsed, about 20 min left"``."""
+        return f"{self.done} of {self.total} experiments done, {self.times()}"
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def gallery_plan(selection: Sequence[Experiment], quick: bool, registered: Mapping[str, Experiment]) -> str:
+    """What the gallery is about to do and roughly how long the full and quick galleries take on 2 cores."""
+    gallery = [e for e in registered.values() if e.in_gallery]
+    full = sum(e.expected_cost(quick=False) for e in gallery)
+    fast = sum(e.expected_cost(quick=True) for e in gallery)
+    this = sum(e.expected_cost(quick) for e in selection)
+    count = f"{len(selection)} experiment{'s' if len(selection) != 1 else ''}"
+    return (
+        f"On 2 CPU cores the full gallery takes about {format_duration(full, rough=True)} and --quick about "
+        f"{format_duration(fast, rough=True)}. Running {count} with the {'quick' if quick else 'default'} "
+        f"settings: about {format_duration(this, rough=True)} on 2 cores (this machine has {_cores()})."
+    )
+
+
+def _entry(exp: Experiment, record: RunRecord | None, quick: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": exp.name, "description": exp.description, "status": "pending", "expected_s": exp.expected_cost(quick),
+    }
     if record is None:
         return entry
     entry.update(status=record.status, wall_time_s=record.wall_time_s, error=record.error)
@@ -55,6 +189,7 @@ def run_gallery(
     only: Sequence[str] | None = None,
     progress: Any | None = None,
     selection: Sequence[Experiment] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> GalleryResult:
     """Runs every gallery experiment (or those named in ``only``) and writes ``out/index.html``.
 
@@ -64,8 +199,11 @@ def run_gallery(
         resume: continue an earlier gallery in ``out`` made in the same mode.
         force: replace an earlier gallery in ``out``.
         only: names of the experiments to run (default: all registered gallery experiments).
-        progress: a ``rich.progress.Progress`` for bars, or None.
+        progress: a ``rich.progress.Progress`` for bars, or None. The overall task carries the
+            :class:`GalleryClock` in its ``clock`` field, for a column that shows the time left.
         selection: explicit experiments (for programmatic use and tests); overrides ``only``.
+        log: called with the plan before the first experiment and one line after each
+            (done of total, elapsed, time left), or None.
     """
     out = Path(out)
     registered = experiments()
@@ -74,10 +212,12 @@ def run_gallery(
             unknown = [name for name in only if name not in registered]
             if unknown:
                 raise ValueError(f"no experiment named {unknown[0]!r}; registered: {', '.join(registered)}")
-            selection = [registered[name] for name in only]
+            selection = [registered[name] for name in dict.fromkeys(only)]
         else:
             selection = [e for e in registered.values() if e.in_gallery]
     names = [e.name for e in selection]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a gallery runs each experiment once; got {', '.join(names)}")
 
     resuming = prepare_directory(out, resume, force, "superpose gallery", "gallery.json")
     if resuming:
@@ -90,16 +230,21 @@ def run_gallery(
 
     title = f"superpose gallery{' (quick)' if quick else ''}"
     records: dict[str, RunRecord] = {}
+    clock = GalleryClock({e.name: e.expected_cost(quick) for e in selection})
+    say = log if log is not None else (lambda line: None)
 
-    def write_page() -> Path:
-        return write_gallery_page(out, [_entry(e, records.get(e.name)) for e in selection], title)
+    def write_page(summary: str) -> Path:
+        entries = [_entry(e, records.get(e.name), quick) for e in selection]
+        return write_gallery_page(out, entries, title, summary)
 
-    write_page()
-    task = progress.add_task("gallery", total=len(selection)) if progress is not None else None
+    say(gallery_plan(selection, quick, registered))
+    write_page(f"Started; {clock.summary()} (when this page was written).")
+    task = progress.add_task("gallery", total=len(selection), clock=clock) if progress is not None else None
     for exp in selection:
         if progress is not None:
             progress.update(task, description=f"gallery: {exp.name}")
         run_dir = out / exp.name
+        clock.start(exp.name)
         try:
             record = run_experiment(
                 exp, out=run_dir, resume=resuming and run_dir.exists(), quick=quick,
@@ -108,9 +253,15 @@ def run_gallery(
         except RunDirectoryError as error:  # e.g. a config that changed between versions
             record = RunRecord(exp.name, run_dir, "failed", 0.0, {}, f"{type(error).__name__}: {error}")
         records[exp.name] = record
-        write_page()
+        clock.finish(exp.name, record.status, record.wall_time_s)
+        outcome = "kept from before" if record.skipped else record.status
+        say(f"[{clock.done}/{clock.total}] {exp.name} {outcome}: {format_duration(record.wall_time_s)} "
+            f"(expected about {format_duration(exp.expected_cost(quick), rough=True)} on 2 cores); {clock.times()}")
+        write_page(f"{clock.summary()} (when this page was written).")
         if progress is not None:
             progress.advance(task)
     if progress is not None:
         progress.remove_task(task)
-    return GalleryResult(out, write_page(), [records[e.name] for e in selection])
+    count = f"{len(selection)} experiment{'s' if len(selection) != 1 else ''}"
+    page = write_page(f"Done: {count} in {format_duration(clock.elapsed())} this session.")
+    return GalleryResult(out, page, [records[e.name] for e in selection])

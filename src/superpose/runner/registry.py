@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -30,13 +31,55 @@ EXPERIMENT_MODULES: tuple[str, ...] = (
 
 ExperimentFn = Callable[[Any, "RunContext"], None]
 
+# Expected wall time in seconds on 2 CPU cores, with the default ("full") and the quick settings,
+# for experiments whose registration does not state its own. Quick: one measured quick gallery.
+# Full: measured for toy-hierarchy, recall-fit, recall-recovery, scales-stability and the sae
+# experiments; the others are shares of the measured 26-minute gallery (docs/*.md, README).
+EXPECTED_SECONDS: Mapping[str, Mapping[str, float]] = {
+    "power-scale": {"full": 4.0, "quick": 2.3},
+    "memory-landscape": {"full": 30.0, "quick": 6.3},
+    "memory-error": {"full": 90.0, "quick": 16.4},
+    "memory-completion": {"full": 15.0, "quick": 2.5},
+    "memory-capacity": {"full": 70.0, "quick": 12.0},
+    "toy-phase": {"full": 100.0, "quick": 9.6},
+    "toy-hierarchy": {"full": 420.0, "quick": 11.2},
+    "toy-geometry": {"full": 172.0, "quick": 8.2},
+    "recall-fit": {"full": 360.0, "quick": 4.9},
+    "recall-recovery": {"full": 180.0, "quick": 13.3},
+    "recall-choice-rule": {"full": 60.0, "quick": 3.5},
+    "scales-stability": {"full": 21.0, "quick": 10.0},
+    "sae-circles": {"full": 40.0, "quick": 22.3},
+    "sae-toy": {"full": 13.0, "quick": 7.4},
+    "sae-grokking": {"full": 62.0, "quick": 20.0},
+}
+# For an experiment with no expected time anywhere: generous, so the estimate errs long.
+DEFAULT_EXPECTED_SECONDS: Mapping[str, float] = {"full": 120.0, "quick": 15.0}
+
+
+def check_expected_seconds(expected: Mapping[str, Any]) -> dict[str, float]:
+    """Checks a ``{"full": s, "quick": s}`` mapping (either key may be left out); returns it as floats."""
+    if not isinstance(expected, Mapping):
+        raise TypeError(f"expected_seconds must be a mapping like {{'full': 60.0, 'quick': 5.0}}, got {expected!r}")
+    checked: dict[str, float] = {}
+    for mode, seconds in expected.items():
+        if mode not in ("full", "quick"):
+            raise ValueError(f"expected_seconds keys are 'full' and 'quick', got {mode!r}")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TypeError(f"expected_seconds[{mode!r}] must be a number of seconds, got {seconds!r}")
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise ValueError(f"expected_seconds[{mode!r}] must be finite and > 0, got {seconds!r}")
+        checked[mode] = float(seconds)
+    return checked
+
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     """A runnable experiment: a name, a typed config class and the function that runs it.
 
     ``quick`` holds config overrides that make the experiment fast enough for
-    ``superpose gallery --quick``; ``in_gallery`` says whether the gallery runs it.
+    ``superpose gallery --quick``; ``in_gallery`` says whether the gallery runs it;
+    ``expected_seconds`` its wall time on 2 CPU cores, ``{"full": s, "quick": s}``, for the
+    gallery's estimate of the time left (missing keys come from :data:`EXPECTED_SECONDS`).
     """
 
     name: str
@@ -45,6 +88,19 @@ class Experiment:
     fn: ExperimentFn
     quick: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     in_gallery: bool = True
+    expected_seconds: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+    def expected_cost(self, quick: bool = False) -> float:
+        """Expected wall time in seconds on 2 CPU cores with the default (or quick) settings.
+
+        Taken from the experiment's own ``expected_seconds``, else :data:`EXPECTED_SECONDS` by
+        name, else :data:`DEFAULT_EXPECTED_SECONDS`.
+        """
+        mode = "quick" if quick else "full"
+        for source in (self.expected_seconds, EXPECTED_SECONDS.get(self.name, {})):
+            if mode in source:
+                return float(source[mode])
+        return float(DEFAULT_EXPECTED_SECONDS[mode])
 
     def make_config(self, overrides: Mapping[str, Any] | None = None, quick: bool = False) -> ExperimentConfig:
         """The default config, with the quick overrides (if asked) and then the user's."""
@@ -67,22 +123,25 @@ def experiment(
     quick: Mapping[str, Any] | None = None,
     description: str | None = None,
     in_gallery: bool = True,
+    expected_seconds: Mapping[str, float] | None = None,
 ) -> Callable[[ExperimentFn], ExperimentFn]:
     """Registers ``fn(config, run)`` as the experiment ``name``.
 
-    The description defaults to the first line of the function's docstring.
+    The description defaults to the first line of the function's docstring; ``expected_seconds``
+    (``{"full": s, "quick": s}``, wall time on 2 CPU cores) defaults to :data:`EXPECTED_SECONDS`.
     """
     if not name or name != name.strip().lower() or " " in name:
         raise ValueError(f"experiment names are lower-case words joined by '-', got {name!r}")
     if not (isinstance(config, type) and issubclass(config, ExperimentConfig)):
         raise TypeError(f"config must be an ExperimentConfig subclass, got {config!r}")
+    expected = check_expected_seconds(expected_seconds or {})
 
     def register(fn: ExperimentFn) -> ExperimentFn:
         doc_lines = (inspect.getdoc(fn) or "").strip().splitlines()
         text = description or (doc_lines[0] if doc_lines else name)
         if name in _REGISTRY and _REGISTRY[name].fn is not fn:
             raise ValueError(f"an experiment named {name!r} is already registered")
-        entry = Experiment(name, text, config, fn, dict(quick or {}), in_gallery)
+        entry = Experiment(name, text, config, fn, dict(quick or {}), in_gallery, expected)
         entry.make_config(quick=True)  # the quick overrides must be valid
         _REGISTRY[name] = entry
         return fn

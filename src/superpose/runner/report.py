@@ -7,6 +7,7 @@ embedded as iframes that load the ``plotly.min.js`` written beside them.
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,29 @@ iframe { width: 100%; height: 560px; border: 1px solid #eee; }
 figcaption { color: #444; font-size: 0.9rem; margin-top: 0.3rem; }
 .thumb { max-width: 260px; max-height: 160px; }
 """
+
+
+def format_duration(seconds: float, rough: bool = False) -> str:
+    """A duration for people: ``"8.2 s"``, ``"6 min 52 s"``, ``"1 h 5 min"``.
+
+    ``rough`` rounds for estimates: to 5 s below a minute, 10 s below 10 minutes, else minutes.
+    Accepts finite seconds >= 0.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"a duration is a finite number of seconds >= 0, got {seconds!r}")
+    if rough:
+        step = 5 if seconds < 60 else 10 if seconds < 600 else 60
+        seconds = max(step, step * round(seconds / step))
+    elif seconds < 60:
+        return f"{seconds:.1f} s"
+    total = round(seconds)
+    if total < 60:
+        return f"{total} s"
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{minutes} min {secs} s" if secs else f"{minutes} min"
 
 
 def _page(title: str, body: str) -> str:
@@ -118,17 +142,21 @@ def write_run_page(out: Path) -> Path:
     return path
 
 
-def write_gallery_page(out: Path, entries: Sequence[Mapping[str, Any]], title: str) -> Path:
+def write_gallery_page(
+    out: Path, entries: Sequence[Mapping[str, Any]], title: str, summary: str | None = None
+) -> Path:
     """Writes the gallery's ``index.html``: one row per experiment, linking its page.
 
-    Each entry holds ``name``, ``description``, ``status``, ``wall_time_s``, ``error`` and
-    optionally ``thumbnail`` (a PNG path relative to ``out``).
+    Each entry holds ``name``, ``description``, ``status``, ``wall_time_s``, ``error``,
+    optionally ``expected_s`` (expected wall time on 2 CPU cores) and ``thumbnail`` (a PNG path
+    relative to ``out``). ``summary`` is a line on progress shown under the title (None: none).
     """
     rows = []
     for entry in entries:
         name = html.escape(entry["name"])
         status = entry.get("status", "pending")
         wall = entry.get("wall_time_s")
+        expected = entry.get("expected_s")
         link = f"<a href='{name}/index.html'>{name}</a>" if status != "pending" else name
         thumb = entry.get("thumbnail")
         thumb_html = f"<a href='{name}/index.html'><img class='thumb' src='{html.escape(thumb)}'></a>" if thumb else ""
@@ -137,13 +165,17 @@ def write_gallery_page(out: Path, entries: Sequence[Mapping[str, Any]], title: s
         rows.append(
             f"<tr><td>{link}<br><small>{html.escape(entry.get('description', ''))}</small>{error_html}</td>"
             f"<td><span class='status {status}'>{status}</span></td>"
-            f"<td>{'' if wall is None else f'{wall:.1f} s'}</td><td>{thumb_html}</td></tr>"
+            f"<td>{'' if wall is None else format_duration(wall)}</td>"
+            f"<td>{'' if expected is None else format_duration(expected, rough=True)}</td><td>{thumb_html}</td></tr>"
         )
     total = sum(e.get("wall_time_s") or 0.0 for e in entries)
+    count = f"{len(entries)} experiment{'s' if len(entries) != 1 else ''}"
     body = (
         f"<h1>{html.escape(title)}</h1>"
-        f"<p class='sub'>{len(entries)} experiment{'s' if len(entries) != 1 else ''}, {total:.1f} s of run time in all.</p>"
-        "<table><tr><th>experiment</th><th>status</th><th>time</th><th>figure</th></tr>"
+        f"<p class='sub'>{count}, {format_duration(total)} of run time in all.</p>"
+        + (f"<p class='sub'>{html.escape(summary)}</p>" if summary else "")
+        + "<table><tr><th>experiment</th><th>status</th><th>wall time</th><th>expected on 2 cores</th>"
+        "<th>figure</th></tr>"
         + "".join(rows)
         + "</table>"
     )
