@@ -51,8 +51,11 @@ def test_seed_mean_loss_with_coupled_decay_collapses_and_sum_does_not():
     seed = train(jax.random.key(3), params, features, importance, optimizer="adam_coupled_decay",
                  loss_reduction="mean", **options)
     ours = train(jax.random.key(3), params, features, importance, **options)
-    assert float(jnp.mean(feature_norms(seed.params.W))) < 0.05  # every weight decays to about 0
-    assert float(jnp.mean(feature_norms(ours.params.W))) > 0.5
+    # every weight decays to 0: measured max norm 8.2e-11 (mean 7.3e-12); the bound 1e-9 leaves 12× for
+    # a geometric decay whose end value moves by decades with small changes, and refuses a partial collapse
+    assert float(jnp.max(feature_norms(seed.params.W))) < 1e-9
+    # the sum keeps the features: measured mean norm 0.858 (bound 0.8; "dedicated" alone gives 0.5)
+    assert float(jnp.mean(feature_norms(ours.params.W))) > 0.8
     assert float(jnp.mean(ours.losses[-1])) < float(jnp.mean(seed.losses[-1]))
 
 
@@ -63,9 +66,11 @@ def test_hierarchical_sampling_statistics_and_validation():
     on = np.asarray(x > 0)
     np.testing.assert_allclose(on.mean(axis=0)[0], [0.6, 0.3, 0.09], atol=0.015)
     assert not (on[..., 1] & ~on[..., 0]).any() and not (on[..., 2] & ~on[..., 1]).any()
-    np.testing.assert_allclose(np.asarray(x)[on].mean(), 0.5, atol=0.01)
-    # different models see independent data; the same model id sees the same data
-    assert float(jnp.corrcoef(x[:, 0, 0], x[:, 1, 0])[0, 1]) < 0.05
+    # bounds of 4 standard errors: U[0, 1] magnitudes, σ = 0.29/√59 400 = 1.2e-3 (measured |Δ| = 6.6e-4)
+    np.testing.assert_allclose(np.asarray(x)[on].mean(), 0.5, atol=0.005)
+    # different models see independent data (measured r = 0.0054, bound 4/√20 000 = 0.028); the same
+    # model id sees the same data
+    assert abs(float(jnp.corrcoef(x[:, 0, 0], x[:, 1, 0])[0, 1])) < 0.028
     again = sample(jax.random.key(4), make_features(features.density[1:2], [-1, 0, 1]), 20_000, [1])
     np.testing.assert_array_equal(again[:, 0], x[:, 1])
     with pytest.raises(ValueError, match="cycle"):
