@@ -4,7 +4,7 @@ Data: Morton2013 (psifr's copy), subject 1: 48 lists of 24 items, 587 correct re
 
 - superpose: one parameter set per call, and a differential-evolution population of 15 × 11 sets
   in one call (also two populations at once from two threads, as fit's restarts run); then full
-  fits (3 DE restarts at tol 1e-3 + float64 L-BFGS polish), the first in the process (it
+  fits (3 DE restarts at fit's default tol 1e-2 + float64 L-BFGS polish), the first in the process (it
   compiles) and a second with other seeds (compiled functions reused).
 - cymr (``pip install cymr``, imported here): its CMR with localist item patterns over the 24
   study positions and 11 free parameters (B_enc, B_start, B_rec, Lfc, Lcf, P1, P2, T, X1, X2, Acf);

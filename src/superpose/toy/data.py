@@ -12,8 +12,10 @@ Densities are per model and per feature, so one ensemble can sweep them.
 
 **One uniform per feature.** Feature j's draw u_j ~ U[0, 1) decides both whether it fires
 (u_j < p_j) and its magnitude u_j / p_j, which is uniform on [0, 1) given that it fires. A set
-uses its first member's uniform to decide which members fire (for an anticorrelated set, the
-interval of [0, 1) that u falls in) and the other members' uniforms as their magnitudes. The
+uses its first member's uniform u to decide which members fire. A correlated set fires when
+u < p; its first member's magnitude is u / p and the others take their own uniforms. An
+anticorrelated set fires the member whose interval [low_j, low_j + p_j) of [0, 1) holds u, with
+magnitude (u − low_j) / p_j, so the other members' uniforms are not used. The
 uniforms come from :mod:`superpose.toy.streams`: models that share a stream id see the same
 uniforms (common random numbers), and a model's data depends only on its stream id, never on the
 size of the ensemble.
