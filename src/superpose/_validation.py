@@ -87,6 +87,17 @@ def positive_float(value: Any, name: str) -> float:
     return number
 
 
+def nonnegative_float(value: Any, name: str) -> float:
+    """A finite float >= 0."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+    return number
+
+
 def finite_matrix(Z: Any, name: str = "Z", p: int | None = None) -> np.ndarray:
     """A finite float64 NumPy matrix (N, p) with N, p >= 1 (and p columns if given), else a clear error."""
     try:

@@ -155,6 +155,7 @@ def run(
 ) -> None:
     """Run one experiment into its run directory (config, metrics, arrays, figures, index.html)."""
     from superpose.runner import ExperimentFailed, RunDirectoryError, get_experiment, parse_overrides, run_experiment
+    from superpose.runner.report import format_duration
 
     try:
         exp = get_experiment(name)
@@ -173,7 +174,7 @@ def run(
     if record.skipped:
         console.print(f"{exp.name} had already finished in {record.out}; nothing to do.", highlight=False)
     else:
-        console.print(f"[green]finished[/] {exp.name} in {record.wall_time_s:.1f} s", highlight=False)
+        console.print(f"[green]finished[/] {exp.name} in {format_duration(record.wall_time_s)}", highlight=False)
     console.print(f"report: {record.out / 'index.html'}", highlight=False)
 
 

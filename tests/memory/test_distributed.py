@@ -21,7 +21,7 @@ from superpose.memory import (
     retrieval_divergence,
 )
 from superpose.memory.features import phase_chunk
-from superpose.memory.experiments import binary_patterns
+from superpose.memory.patterns import binary_patterns
 
 
 @pytest.fixture(scope="module")

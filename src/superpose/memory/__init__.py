@@ -7,6 +7,7 @@ Public API:
   hold a batch×K×D array; :class:`BatchedEnergy`, an energy with its own batched (E, ∇E).
 - Retrieval: :func:`descend` (batched gradient descent with clamping, early stop, β schedules and
   energy traces), :func:`one_step_update`, :func:`sign_update` (asynchronous, binary).
+- :func:`binary_patterns`: random 0 / (1/√d) patterns, the DrDAM tutorial's memories and queries.
 - :func:`critical_beta`: the smallest β at which every memory is a local minimum.
 - DrDAM: :class:`DistributedMemory` (T = Σ φ(ξ), stored or regenerated projection, add / forget /
   merge), :func:`distributed_energy` (for :func:`descend`), feature maps in
@@ -34,6 +35,7 @@ from superpose.memory.energies import (
     polynomial_energy,
 )
 from superpose.memory.features import FEATURE_MAPS
+from superpose.memory.patterns import binary_patterns
 from superpose.memory.retrieval import DescentResult, SignResult, descend, one_step_update, sign_update
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "DescentResult",
     "DistributedMemory",
     "SignResult",
+    "binary_patterns",
     "critical_beta",
     "descend",
     "distributed_energy",

@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from superpose._validation import as_float_array, check_finite
-from superpose.memory._checks import check_beta, positive_int
+from superpose.memory._checks import check_beta, memories_array, positive_int, states_array
+from superpose.numerics.precision import matmul
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +47,6 @@ class BatchedEnergy:
     def __call__(self, state: Any, *args: Any, **kwargs: Any) -> Any:
         """The energy of one state: ``single(state, *args, **kwargs)``."""
         return self.single(state, *args, **kwargs)
-from superpose.numerics.precision import matmul
 
 
 def _check_pair(state: Array, memories: Array) -> None:
@@ -141,14 +140,10 @@ def lse_energy_and_grad_streamed(
         energies of shape ``(B,)`` and gradients of shape ``(B, D)``.
     """
     check_beta(beta)
-    states = as_float_array("states", states)
-    memories = as_float_array("memories", memories)
-    if states.ndim != 2 or memories.ndim != 2 or states.shape[1] != memories.shape[1] or memories.shape[0] < 1:
-        raise ValueError(
-            f"need states (B, D) and memories (K, D) with K >= 1 and the same D; got {states.shape} and {memories.shape}"
-        )
-    check_finite("states", states)
-    check_finite("memories", memories)
+    memories = memories_array(memories)
+    states = states_array(states, memories.shape[1])
+    if states.ndim != 2:
+        raise ValueError(f"need states of shape (B, D); got {states.shape}")
     chunk = positive_int(chunk, "chunk")
     return _lse_streamed(states, memories, jnp.asarray(beta, states.dtype), chunk=min(int(chunk), memories.shape[0]))
 

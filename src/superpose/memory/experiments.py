@@ -8,22 +8,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from superpose._validation import positive_int
 from superpose.memory.diagnostics import divergence_bound, exact_energy_and_grad, kernel_error
 from superpose.memory.distributed import DistributedMemory, distributed_energy
 from superpose.memory.energies import lse_energy
+from superpose.memory.patterns import binary_patterns
 from superpose.memory.retrieval import descend, one_step_update, sign_update
 from superpose.runner import ExperimentConfig, RunContext, experiment, param
 from superpose.runner.plotting import pyplot
-
-
-def binary_patterns(key: jax.Array, n: int, d: int) -> jax.Array:
-    """``n`` random patterns of dimension ``d``, each entry 0 or 1/√d with probability ½ (the DrDAM tutorial's).
-
-    Returns a float32 array of shape ``(n, d)``.
-    """
-    n, d = positive_int(n, "n (number of patterns)"), positive_int(d, "d (pattern dimension)")
-    return (jax.random.uniform(key, (n, d)) > 0.5) / jnp.sqrt(d)
 
 
 def _loglog_slope(x: np.ndarray, y: np.ndarray) -> float:

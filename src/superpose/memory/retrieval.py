@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +22,9 @@ from superpose.memory._checks import check_beta, memories_array, positive_float,
 from superpose.memory.energies import BatchedEnergy
 from superpose.numerics.precision import matmul
 from superpose.parallel import cpu_thread_parts, distribute, pad_batch, run_concurrently
-from superpose.scales.schedules import BetaSchedule, schedule_array
+
+if TYPE_CHECKING:  # imported where used: memory does not load superpose.scales at import time
+    from superpose.scales.schedules import BetaSchedule
 
 
 class DescentResult(NamedTuple):
@@ -136,6 +138,8 @@ def descend(
         except ValueError:
             raise ValueError(f"clamp of shape {c.shape} does not broadcast to states of shape {v.shape}") from None
     if betas is not None:  # a BetaSchedule or an array, as one (steps,) array (superpose.scales)
+        from superpose.scales.schedules import schedule_array
+
         betas = schedule_array(betas, steps, v.dtype)
         check_beta(betas, "betas")
     # the query axis is split over every visible device (a no-op with one device)

@@ -118,7 +118,7 @@ def write_run_page(out: Path) -> Path:
         f"<h1>{html.escape(meta.get('experiment', out.name))}</h1>",
         f"<p class='sub'>{html.escape(meta.get('description', ''))}</p>",
         f"<p><span class='status {status}'>{status}</span>"
-        + (f" in {wall:.1f} s" if isinstance(wall, (int, float)) else "")
+        + (f" in {format_duration(wall)}" if isinstance(wall, (int, float)) else "")
         + "</p>",
     ]
     if meta.get("error"):

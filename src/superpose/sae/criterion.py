@@ -77,7 +77,7 @@ from superpose.sae.objective import (
     num_coords,
     smoothness_penalty,
 )
-from superpose.sae.structure import ArrowBlocks, arrow_blocks, global_vector, schur_complement
+from superpose.sae.structure import ArrowBlocks, arrow_blocks, arrow_spectra, global_vector, log_abs_det
 
 #: half-width, in log φ, of the dispersion's search around log(mean squared residual per entry)
 LOG_DISPERSION_HALF_WIDTH = 30.0
@@ -176,13 +176,10 @@ def _pieces(atoms, gate, params: SaeParams, hyper, Z):
         periodic_curvature = 1.0 / jnp.diagonal(inverse, axis1=1, axis2=2)[:, jnp.asarray(columns)]
     else:
         periodic_curvature = jnp.zeros((Z.shape[0], 0), Z.dtype)
-    row_min = jnp.linalg.eigvalsh(blocks.rows)[:, 0]
-    _, row_log_abs = jnp.linalg.slogdet(blocks.rows)
-    schur = schur_complement(blocks)
-    _, schur_log_abs = jnp.linalg.slogdet(schur)
-    schur_eigenvalues = jnp.linalg.eigvalsh(schur)
-    return dict(fit=fit, gate_penalty=gate_penalty, ard=ard, smooth=smooth, row_min=row_min,
-                row_log_abs=row_log_abs, schur_log_abs=schur_log_abs, schur_eigenvalues=schur_eigenvalues,
+    spectra = arrow_spectra(blocks)  # one eigendecomposition each: log|det| and definiteness from it
+    return dict(fit=fit, gate_penalty=gate_penalty, ard=ard, smooth=smooth, row_min=spectra.rows[:, 0],
+                row_log_abs=log_abs_det(spectra.rows), schur_log_abs=log_abs_det(spectra.schur),
+                schur_eigenvalues=spectra.schur,
                 periodic_curvature=periodic_curvature)
 
 

@@ -22,7 +22,7 @@ from superpose.runner import ExperimentConfig, RunContext, experiment, param
 from superpose.sae import figures
 from superpose.sae.figures import TOY_SETTINGS, nan_mean as _mean
 from superpose.sae.linear import SAE_KINDS, LinearSaeConfig, train_linear_sae
-from superpose.sae.metrics import mmcs
+from superpose.sae.metrics import match_atoms, mmcs
 
 
 # -- sae-toy ---------------------------------------------------------------------------------------
@@ -126,12 +126,14 @@ def _toy_rows(config: SaeToyConfig, setting: str, W: np.ndarray, key) -> tuple[n
 
 
 def _match(cosines: np.ndarray) -> np.ndarray:
-    """The latent matched to each feature (one-to-one, largest total cosine; Hungarian)."""
-    from scipy.optimize import linear_sum_assignment
+    """The latent matched to each feature (one-to-one, largest total cosine; Hungarian).
 
-    features, latents = linear_sum_assignment(-cosines)
-    matched = np.full(cosines.shape[0], -1)
-    matched[features] = latents
+    ``latents_per_feature >= 1`` gives at least as many latents as features, so every feature
+    has one.
+    """
+    matching = match_atoms(cosines.T)  # fitted = latents, planted = features
+    matched = np.empty(cosines.shape[0], int)
+    matched[np.asarray(matching.planted)] = matching.fitted
     return matched
 
 
@@ -258,7 +260,8 @@ class SaeCirclesConfig(ExperimentConfig):
     harmonics: int = param(3, "Fourier harmonics H per circle atom (M = 2H + 1 basis functions)", low=1, high=16)
     gate: str = param("threshold", "the gate", choices=("threshold", "softmax", "topk", "beta_bernoulli"))
     topk: int = param(2, "active atoms per row of the topk gate (1 <= k <= 2)", low=1, high=2)
-    log_lambda_sparse: float = param(-3.0, "log λ_sparse (the gate's strength, or log α)", low=-30, high=30)
+    log_lambda_sparse: float = param(-3.0, "log λ_sparse: the gate's strength, or the beta_bernoulli gate's log α; "
+                                                      "unused by topk, which has no sparsity strength", low=-30, high=30)
     log_lambda_smooth: float = param(-4.0, "log λ_smooth of both atoms", low=-30, high=30)
     log_ard: float = param(-6.0, "log α of every ARD axis (von Mises concentration on a circle)", low=-30, high=30)
     restarts: int = param(3, "keyed starts of the inner solve (the lowest penalised loss is kept)", low=1, high=64)
@@ -268,7 +271,7 @@ class SaeCirclesConfig(ExperimentConfig):
 
 def _circle_plane_metrics(model, encoding, truth) -> dict[str, list]:
     """Per planted circle (after Hungarian matching on plane overlap): overlap, circular R², activity F1."""
-    from superpose.sae.metrics import active_mass_recovery, circular_r2, curve_span, match_atoms, plane_overlap
+    from superpose.sae.metrics import active_mass_recovery, circular_r2, curve_span, plane_overlap
 
     planes, angles, support = (np.asarray(truth.planes), np.asarray(truth.angles), np.asarray(truth.support))
     spans = []
@@ -305,11 +308,10 @@ def sae_circles(config: SaeCirclesConfig, run: RunContext) -> None:
     from superpose.sae.planted import two_circles
 
     data_key, test_key, fit_key, linear_key = jax.random.split(run.key, 4)
-    Z, truth = (np.asarray(a) if i == 0 else a for i, a in enumerate(two_circles(data_key, config.rows,
-                                                                                 config.dimensions)))
-    Z_test, truth_test = two_circles(test_key, config.rows, config.dimensions)
-    # the held-out set uses the same planes: rebuild it from the training truth's planes
-    Z_test = np.asarray(_same_planes(truth, truth_test, test_key))
+    Z, truth = two_circles(data_key, config.rows, config.dimensions)
+    Z = np.asarray(Z)
+    # the held-out rows: a second draw's angles, supports and noise, moved onto the training planes
+    Z_test = np.asarray(_same_planes(truth, *two_circles(test_key, config.rows, config.dimensions)))
     atoms = (CircleAtom(config.harmonics), CircleAtom(config.harmonics))
     hyper = SaeHyperparameters.create([1, 1], log_lambda_sparse=config.log_lambda_sparse,
                                       log_lambda_smooth=config.log_lambda_smooth, log_ard=config.log_ard)
@@ -357,13 +359,12 @@ def sae_circles(config: SaeCirclesConfig, run: RunContext) -> None:
     )
 
 
-def _same_planes(truth, other, key):
-    """Held-out rows on the training truth's planes, with the other draw's angles, supports and noise level."""
+def _same_planes(truth, other_rows, other):
+    """Rows of another draw (its angles, supports and realised noise) on the training truth's planes."""
     from superpose.sae.planted import PlantedCircles
 
-    mixed = PlantedCircles(truth.planes, other.angles, other.support, truth.radii, truth.centre, truth.noise_rms)
-    noise = truth.noise_sigma * jax.random.normal(key, mixed.signal().shape)
-    return mixed.signal() + noise
+    moved = PlantedCircles(truth.planes, other.angles, other.support, truth.radii, truth.centre, truth.noise_rms)
+    return moved.signal() + (other_rows - other.signal())
 
 
 # -- sae-grokking ----------------------------------------------------------------------------------
@@ -392,7 +393,7 @@ class SaeGrokkingConfig(ExperimentConfig):
     gate: str = param("beta_bernoulli", "the gate (every token uses every key frequency: a gate that keeps "
                       "every atom on at activity 1 fits)", choices=("beta_bernoulli", "threshold", "topk", "softmax"))
     log_lambda_sparse: float = param(8.0, "log α of the beta_bernoulli gate (π_k ≈ 1), or another gate's "
-                                     "log strength", low=-30, high=30)
+                                     "log strength (unused by topk)", low=-30, high=30)
     log_lambda_smooth: float = param(-8.0, "log λ_smooth of every atom", low=-30, high=30)
     log_ard: float = param(-6.0, "log α of every circle's von Mises ARD prior", low=-30, high=30)
     restarts: int = param(4, "keyed starts of fit_sae (the lowest penalised loss is kept)", low=1, high=32)

@@ -57,14 +57,13 @@ def toy_figures(config, run, fits, pairs, labels, metrics) -> None:
     for row, setting in enumerate(TOY_SETTINGS):
         for col, kind in enumerate(kinds):
             ax = axes[row, col]
-            for cell in fits[setting][kind]:
-                for i, (p, c) in enumerate(pairs):
-                    lp, lc = cell["matched"][p], cell["matched"][c]
-                    ax.plot(cell["cosines"][p, lc], cell["cosines"][c, lc], "o", color="tab:orange", ms=5,
-                            label="child's latent" if i == 0 else None)
-                    ax.plot(cell["cosines"][p, lp], cell["cosines"][c, lp], "s", color="tab:blue", ms=5,
-                            label="parent's latent" if i == 0 else None)
-                break  # the first SAE of each setting and kind
+            cell = fits[setting][kind][0]  # the first SAE of each setting and kind
+            for i, (p, c) in enumerate(pairs):
+                lp, lc = cell["matched"][p], cell["matched"][c]
+                ax.plot(cell["cosines"][p, lc], cell["cosines"][c, lc], "o", color="tab:orange", ms=5,
+                        label="child's latent" if i == 0 else None)
+                ax.plot(cell["cosines"][p, lp], cell["cosines"][c, lp], "s", color="tab:blue", ms=5,
+                        label="parent's latent" if i == 0 else None)
             ax.plot([np.sqrt(0.5)], [np.sqrt(0.5)], "k*", ms=12, label="(parent + child)/√2: full absorption")
             ax.set(xlim=(-0.3, 1.05), ylim=(-0.3, 1.05), aspect="equal", xlabel="cosine with the parent's direction",
                    ylabel="cosine with the child's direction", title=f"{kind} SAE, {setting} features")

@@ -24,6 +24,7 @@ shrunk geometrically; its sparse coordinate log α is an offset, not a penalty s
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +37,11 @@ from superpose.numerics.strengths import stable_exp
 ON_LOGIT, OFF_LOGIT = 2.944, -2.944
 
 
+def _logit_prior(logits: Array, precision: float) -> Array:
+    """½ ρ Σ ℓ² per row: the weak Gaussian prior that keeps σ(ℓ) activities' logits finite."""
+    return 0.5 * precision * jnp.sum(logits**2, axis=-1)
+
+
 def _entropy(p: Array) -> Array:
     return -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0), axis=-1)
 
@@ -45,9 +51,10 @@ class SoftmaxGate:
     """Activities ``softmax(ℓ/T)`` (they sum to 1 per row); penalty ``entropy(a)``."""
 
     temperature: float = 1.0
-    name: str = dataclasses.field(default="softmax", init=False)
-    sparse_is_penalty_strength: bool = dataclasses.field(default=True, init=False)
-    learns_thresholds: bool = dataclasses.field(default=False, init=False)
+    name: ClassVar[str] = "softmax"
+    sparse_is_penalty_strength: ClassVar[bool] = True
+    learns_thresholds: ClassVar[bool] = False
+    initial_threshold: ClassVar[float] = 0.0  # thresholds are not used
 
     def __post_init__(self) -> None:
         positive_float(self.temperature, "temperature")
@@ -74,9 +81,10 @@ class TopKGate:
 
     k: int = 1
     logit_precision: float = 1e-3
-    name: str = dataclasses.field(default="topk", init=False)
-    sparse_is_penalty_strength: bool = dataclasses.field(default=False, init=False)
-    learns_thresholds: bool = dataclasses.field(default=False, init=False)
+    name: ClassVar[str] = "topk"
+    sparse_is_penalty_strength: ClassVar[bool] = False
+    learns_thresholds: ClassVar[bool] = False
+    initial_threshold: ClassVar[float] = 0.0  # thresholds are not used
 
     def __post_init__(self) -> None:
         positive_int(self.k, "k")
@@ -89,7 +97,7 @@ class TopKGate:
         return jnp.where(mask, jax.nn.sigmoid(logits), 0.0)
 
     def penalty(self, logits, thresholds, log_sparse):
-        return 0.5 * self.logit_precision * jnp.sum(logits**2, axis=-1)
+        return _logit_prior(logits, self.logit_precision)
 
     def switched(self, logits, atom, on):
         """On: the row's largest logit (so it is among the k chosen) plus a margin; off: its smallest minus one."""
@@ -103,9 +111,9 @@ class ThresholdGate:
 
     width: float = 0.1
     initial_threshold: float = 0.5
-    name: str = dataclasses.field(default="threshold", init=False)
-    sparse_is_penalty_strength: bool = dataclasses.field(default=True, init=False)
-    learns_thresholds: bool = dataclasses.field(default=True, init=False)
+    name: ClassVar[str] = "threshold"
+    sparse_is_penalty_strength: ClassVar[bool] = True
+    learns_thresholds: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         positive_float(self.width, "width")
@@ -131,9 +139,10 @@ class BetaBernoulliGate:
     """
 
     logit_precision: float = 1e-3
-    name: str = dataclasses.field(default="beta_bernoulli", init=False)
-    sparse_is_penalty_strength: bool = dataclasses.field(default=False, init=False)
-    learns_thresholds: bool = dataclasses.field(default=False, init=False)
+    name: ClassVar[str] = "beta_bernoulli"
+    sparse_is_penalty_strength: ClassVar[bool] = False
+    learns_thresholds: ClassVar[bool] = False
+    initial_threshold: ClassVar[float] = 0.0  # thresholds are not used
 
     def __post_init__(self) -> None:
         positive_float(self.logit_precision, "logit_precision")
@@ -152,7 +161,7 @@ class BetaBernoulliGate:
         a = self.activities(logits, thresholds)
         log_pi, log_not = self.log_rates(log_sparse, logits.shape[-1])
         return (-jnp.sum(a * log_pi + (1 - a) * log_not, axis=-1)
-                + 0.5 * self.logit_precision * jnp.sum(logits**2, axis=-1))
+                + _logit_prior(logits, self.logit_precision))
 
     def switched(self, logits, atom, on):
         return logits.at[..., atom].set(jnp.where(on, ON_LOGIT, OFF_LOGIT))

@@ -37,8 +37,9 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int
 
-from superpose._validation import finite_matrix, positive_float, positive_int
+from superpose._validation import finite_matrix, nonnegative_float, positive_float, positive_int
 from superpose.runner import files
+from superpose.sae.init import all_on_params, dense_coordinates
 from superpose.sae.metrics import circular_r2
 
 MAX_MODULUS = 1024  # P² pairs are trained full-batch, so P stays small
@@ -211,9 +212,7 @@ def train_modular_addition(
     steps = positive_int(steps, "steps")
     eval_every = positive_int(eval_every, "eval_every")
     learning_rate = positive_float(learning_rate, "learning_rate")
-    weight_decay = float(weight_decay)
-    if not (math.isfinite(weight_decay) and weight_decay >= 0):
-        raise ValueError(f"weight_decay must be finite and >= 0, got {weight_decay!r}")
+    weight_decay = nonnegative_float(weight_decay, "weight_decay")
     if progress is not None and not callable(progress):
         raise TypeError("progress must be callable as progress(steps_done, steps, test_accuracy) or None")
     k_split, k_init = jax.random.split(key)
@@ -423,31 +422,19 @@ def _circle_atoms(atoms) -> tuple:
     return atoms
 
 
-def _start(atoms, gate, coords: np.ndarray, p: int):
-    """Every atom on (the gate's ``switched``), the given coordinates; decoders from the solve's first step."""
-    from superpose.sae.objective import SaeParams
-
-    n, K = coords.shape
-    logits = jnp.zeros((n, K))
-    for k in range(K):
-        logits = gate.switched(logits, k, jnp.ones(n, bool))
-    return SaeParams(jnp.zeros(p), tuple(jnp.zeros((atom.num_basis, p)) for atom in atoms),
-                     jnp.full(K, getattr(gate, "initial_threshold", 0.0)), logits, jnp.asarray(coords))
-
-
 def principal_pair_coordinates(Z: Any, count: int) -> np.ndarray:
     """Circle coordinates (N, count) from the data alone: the angle of principal components 2k, 2k + 1.
 
     A start for K circle atoms that every row uses at once (each row a sum of circles in
     different planes); no frequency or label is used. Needs 2·count <= min(N, p).
     """
+    from superpose.sae.atoms import CircleAtom
+
     Z = np.asarray(Z, np.float64)
     count = positive_int(count, "count")
     if Z.ndim != 2 or 2 * count > min(Z.shape):
         raise ValueError(f"Z must be (N, p) with 2·count = {2 * count} <= min(N, p), got shape {Z.shape}")
-    left, singular, _ = np.linalg.svd(Z - Z.mean(axis=0), full_matrices=False)
-    scores = left * singular
-    return np.mod(np.arctan2(scores[:, 1:2 * count:2], scores[:, 0:2 * count:2]) / (2 * np.pi), 1.0)
+    return dense_coordinates([CircleAtom(1)] * count, Z)
 
 
 def solve_from_coordinates(Z: Any, atoms, gate, hyperparameters, coordinates: Any, *, max_iterations: int = 100):
@@ -456,27 +443,21 @@ def solve_from_coordinates(Z: Any, atoms, gate, hyperparameters, coordinates: An
     Every atom starts on. Returns a :class:`superpose.sae.model.SaeFit` (one start).
     """
     from superpose.numerics.precision import float64_enabled
-    from superpose.sae.model import Encoding, ManifoldSAE, SaeFit
+    from superpose.sae.model import fit_from_params
     from superpose.sae.solve import solve
 
     atoms = _circle_atoms(atoms)
-    data = np.asarray(Z, np.float64)
+    data = finite_matrix(Z)
     coords = np.asarray(coordinates, np.float64)
-    if data.ndim != 2 or not np.all(np.isfinite(data)):
-        raise ValueError(f"Z must be a finite (N, p) array, got shape {data.shape}")
     if coords.shape != (data.shape[0], len(atoms)) or not np.all(np.isfinite(coords)):
         raise ValueError(f"coordinates must be finite, of shape (N, K) = {(data.shape[0], len(atoms))}, "
                          f"got {coords.shape}")
     hyperparameters.check_atoms([atom.dim for atom in atoms])
     with float64_enabled():
-        start = _start(atoms, gate, np.mod(coords, 1.0), data.shape[1])
+        start = all_on_params(atoms, gate, np.mod(coords, 1.0), data.shape[1])
         params, report = solve(atoms, gate, start, hyperparameters, jnp.asarray(data),
                                max_iterations=positive_int(max_iterations, "max_iterations"), tol=1e-7)
-        model = ManifoldSAE(atoms, gate, hyperparameters, np.asarray(params.offset),
-                            tuple(np.asarray(B) for B in params.decoders), np.asarray(params.thresholds))
-        activities = np.asarray(gate.activities(params.logits, params.thresholds))
-        encoding = Encoding(np.asarray(params.logits), activities, np.asarray(params.coords))
-    return SaeFit(model, encoding, report, np.asarray([report.loss]), hyperparameters)
+        return fit_from_params(atoms, gate, hyperparameters, params, report, [report.loss])
 
 
 __all__ = [

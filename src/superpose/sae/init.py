@@ -80,16 +80,13 @@ def _k_subspaces(X: np.ndarray, dims: list[int], starts: list[np.ndarray], itera
     return best
 
 
-def dense_params(atoms, gate: Gate, Z: np.ndarray, dtype=jnp.float64) -> SaeParams:
-    """A start with every atom on every row, its chart read off successive principal components.
+def dense_coordinates(atoms, Z: np.ndarray) -> np.ndarray:
+    """Charts (N, Σ d_k) read off successive principal components of the whole data.
 
-    Atom k takes the next components of the whole data (two per periodic axis, one per other
-    axis; back to the first once they run out): the start for rows that are sums of manifolds
-    in different subspaces (every token of a network using every key frequency at once), which
-    a start that assigns each row to one atom cannot reach.
+    Atom k takes the next components (two per periodic axis, one per other axis; back to the
+    first once they run out); a circle atom's coordinate is the angle of its pair of scores.
     """
     Z = np.asarray(Z, np.float64)
-    n, p = Z.shape
     centred = Z - Z.mean(axis=0)
     left, singular, _ = np.linalg.svd(centred, full_matrices=False)
     scores = left * singular
@@ -98,19 +95,35 @@ def dense_params(atoms, gate: Gate, Z: np.ndarray, dtype=jnp.float64) -> SaePara
     for atom in atoms:
         need = _components_needed(atom)
         take = [(column + i) % available for i in range(need)]
-        coords.append(_chart_coordinates(atom, scores[:, take], np.ones(n, bool)))
+        coords.append(_chart_coordinates(atom, scores[:, take], np.ones(Z.shape[0], bool)))
         column += need
+    return np.concatenate(coords, axis=1)
+
+
+def all_on_params(atoms, gate: Gate, coords: np.ndarray, p: int, dtype=jnp.float64) -> SaeParams:
+    """A start with every atom switched on in every row, at the given coordinates (N, Σ d_k)."""
+    n = coords.shape[0]
     logits = jnp.zeros((n, len(atoms)), dtype)
     for k in range(len(atoms)):
         logits = gate.switched(logits, k, jnp.ones(n, bool))
-    return _params(atoms, gate, p, logits, np.concatenate(coords, axis=1), dtype)
+    return _params(atoms, gate, p, logits, coords, dtype)
+
+
+def dense_params(atoms, gate: Gate, Z: np.ndarray, dtype=jnp.float64) -> SaeParams:
+    """Every atom on every row, charts from :func:`dense_coordinates`.
+
+    The start for rows that are sums of manifolds in different subspaces (every token of a
+    network using every key frequency at once), which a start that assigns each row to one atom
+    cannot reach.
+    """
+    return all_on_params(atoms, gate, dense_coordinates(atoms, Z), np.shape(Z)[1], dtype)
 
 
 def _params(atoms, gate: Gate, p: int, logits, coords: np.ndarray, dtype) -> SaeParams:
     return SaeParams(
         offset=jnp.zeros(p, dtype),
         decoders=tuple(jnp.zeros((atom.num_basis, p), dtype) for atom in atoms),
-        thresholds=jnp.full(len(atoms), getattr(gate, "initial_threshold", 0.0), dtype),
+        thresholds=jnp.full(len(atoms), gate.initial_threshold, dtype),
         logits=jnp.asarray(logits, dtype),
         coords=jnp.asarray(coords, dtype),
     )
@@ -147,4 +160,4 @@ def initial_params(atoms, gate: Gate, Z: np.ndarray, key: jax.Array, dtype=jnp.f
     return _params(atoms, gate, p, logits, np.concatenate(coords, axis=1), dtype)
 
 
-__all__ = ["dense_params", "initial_params"]
+__all__ = ["all_on_params", "dense_coordinates", "dense_params", "initial_params"]

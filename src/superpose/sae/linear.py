@@ -39,23 +39,13 @@ import numpy as np
 import optax
 from jaxtyping import Array, Bool, Float
 
-from superpose._validation import as_float_array, check_finite, positive_float, positive_int
+from superpose._validation import as_float_array, check_finite, nonnegative_float, positive_float, positive_int
 from superpose.sae.metrics import fraction_variance_unexplained
 
 SAE_KINDS = ("relu", "topk", "jumprelu")
 STEPS_PER_CHUNK = 500  # optimisation steps per jitted scan (progress is reported between chunks)
 ROWS_PER_CHUNK = 4096  # rows per jitted call when statistics are computed over the whole data
 WEISZFELD_ITERATIONS = 32
-
-
-def _nonnegative_float(value, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number) or number < 0:
-        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
-    return number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,8 +76,8 @@ class LinearSaeConfig:
         positive_int(self.k, "k")
         if self.kind == "topk" and self.k > self.num_latents:
             raise ValueError(f"k must be in [1, num_latents] = [1, {self.num_latents}], got {self.k}")
-        _nonnegative_float(self.l1, "l1")
-        _nonnegative_float(self.l0, "l0")
+        nonnegative_float(self.l1, "l1")
+        nonnegative_float(self.l0, "l0")
         for name in ("bandwidth", "threshold_init", "learning_rate"):
             positive_float(getattr(self, name), name)
         positive_int(self.batch_size, "batch_size")

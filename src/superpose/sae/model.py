@@ -247,13 +247,19 @@ def fit_sae(
             if progress is not None:
                 progress(r + 1, total)
         params, report = best
-        model = ManifoldSAE(atoms, gate, hyperparameters, np.asarray(params.offset),
-                            tuple(np.asarray(B) for B in params.decoders), np.asarray(params.thresholds), precision)
-        encoding = model._encoding(params)
+        fit = fit_from_params(atoms, gate, hyperparameters, params, report, losses, precision)
     if not report.converged:
         warnings.warn(f"fit_sae: the best start's inner solve did not converge ({report.status}); "
                       "raise max_iterations or check the hyperparameters", UserWarning, stacklevel=2)
-    return SaeFit(model, encoding, report, np.asarray(losses), hyperparameters)
+    return fit
 
 
-__all__ = ["GATE_TYPES", "PRECISIONS", "Encoding", "ManifoldSAE", "SaeFit", "fit_sae", "make_atoms"]
+def fit_from_params(atoms, gate: Gate, hyperparameters: SaeHyperparameters, params: SaeParams,
+                    report: SolveReport, restart_losses, precision: str = "float64") -> SaeFit:
+    """A :class:`SaeFit` from solved parameters (call inside the precision's context)."""
+    model = ManifoldSAE(atoms, gate, hyperparameters, np.asarray(params.offset),
+                        tuple(np.asarray(B) for B in params.decoders), np.asarray(params.thresholds), precision)
+    return SaeFit(model, model._encoding(params), report, np.asarray(restart_losses), hyperparameters)
+
+
+__all__ = ["GATE_TYPES", "PRECISIONS", "Encoding", "ManifoldSAE", "SaeFit", "fit_from_params", "fit_sae", "make_atoms"]

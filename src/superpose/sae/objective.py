@@ -120,7 +120,30 @@ def penalized_loss(atoms, gate: Gate, params: SaeParams, hyper, Z: Float[Array, 
             + smoothness_penalty(atoms, params.decoders, hyper.log_lambda_smooth))
 
 
+def design_matrix(atoms, gate: Gate, params: SaeParams) -> Float[Array, "N P"]:
+    """``X_i = [1, a_i1 Φ_1(t_i1), …, a_iK Φ_K(t_iK)]``: the model is ``Ẑ = X W``."""
+    a = gate.activities(params.logits, params.thresholds)
+    blocks = [jnp.ones((params.logits.shape[0], 1), params.offset.dtype)]
+    for k, (atom, s) in enumerate(zip(atoms, coord_slices(atoms))):
+        blocks.append(a[:, k, None] * atom.evaluate(params.coords[:, s]))
+    return jnp.concatenate(blocks, axis=1)
+
+
+def decoder_penalty_matrix(atoms, log_lambda_smooth: Array, dtype) -> Float[Array, "P P"]:
+    """``blockdiag(0, λ_1 S_1, …, λ_K S_K)``: the smoothness penalty's Hessian in ``W``."""
+    sizes = [1] + [atom.num_basis for atom in atoms]
+    P = sum(sizes)
+    out = jnp.zeros((P, P), dtype)
+    start = 1
+    for k, atom in enumerate(atoms):
+        m = atom.num_basis
+        S = jnp.asarray(atom.roughness(), dtype)
+        out = out.at[start:start + m, start:start + m].set(stable_exp(log_lambda_smooth[k].astype(dtype)) * S)
+        start += m
+    return out
+
+
 __all__ = [
-    "SaeParams", "ard_penalty", "atom_terms", "coord_slices", "decode", "num_coords", "penalized_loss",
-    "row_loss", "smoothness_penalty", "wrap_coords",
+    "SaeParams", "ard_penalty", "atom_terms", "coord_slices", "decode", "decoder_penalty_matrix", "design_matrix",
+    "num_coords", "penalized_loss", "row_loss", "smoothness_penalty", "wrap_coords",
 ]

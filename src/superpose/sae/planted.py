@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
-from superpose._validation import as_float_array, check_finite, positive_float, positive_int
+from superpose._validation import as_float_array, check_finite, nonnegative_float, positive_float, positive_int
 
 
 class PlantedCircles(NamedTuple):
@@ -75,16 +75,6 @@ def _check_key(key: Any) -> jax.Array:
     return key
 
 
-def _fraction(value: Any, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {value!r}") from None
-    if not (math.isfinite(number) and 0.0 <= number):
-        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
-    return number
-
-
 def exact_counts(n: int, fractions: Any) -> tuple[int, ...]:
     """Splits n rows into groups with the given fractions (summing to 1), exactly n in all.
 
@@ -92,7 +82,7 @@ def exact_counts(n: int, fractions: Any) -> tuple[int, ...]:
     earlier group), so a fraction that is a multiple of 1/n is met exactly.
     """
     n = positive_int(n, "n")
-    values = [_fraction(f, f"fractions[{i}]") for i, f in enumerate(fractions)]
+    values = [nonnegative_float(f, f"fractions[{i}]") for i, f in enumerate(fractions)]
     if not values or abs(sum(values) - 1.0) > 1e-9:
         raise ValueError(f"fractions must be non-negative and sum to 1, got {list(fractions)} (sum {sum(values)})")
     raw = [f * n for f in values]
@@ -235,7 +225,7 @@ def two_circles(
     if len(fractions) != 3:
         raise ValueError(f"fractions must be three (only A, only B, both), got {fractions!r}")
     counts = exact_counts(n, fractions)
-    noise = _fraction(noise, "noise")
+    noise = nonnegative_float(noise, "noise")
     patterns = ((True, False), (False, True), (True, True))
     return _run(
         key, radii_values, centre, noise, n=n, p=p, orthogonal=True, relative=True,
@@ -265,7 +255,7 @@ def single_circle(
     key = _check_key(key)
     n, p = positive_int(n, "n"), positive_int(p, "p", minimum=2)
     radius = positive_float(radius, "radius")
-    noise_rms = _fraction(noise_rms, "noise_rms")
+    noise_rms = nonnegative_float(noise_rms, "noise_rms")
     return _run(
         key, [radius], centre, noise_rms, n=n, p=p, orthogonal=False, relative=False, support_spec=("all",)
     )
@@ -308,11 +298,11 @@ def superposed_circles(
             f"superposed_circles needs circles > p/2 (here > {p / 2:g}), got {circles}: with at most "
             f"p/2 circles every plane could be orthogonal to the others, so nothing would be superposed"
         )
-    pair_fraction = _fraction(pair_fraction, "pair_fraction")
+    pair_fraction = nonnegative_float(pair_fraction, "pair_fraction")
     if pair_fraction > 1.0:
         raise ValueError(f"pair_fraction must be in [0, 1], got {pair_fraction!r}")
     radius = positive_float(radius, "radius")
-    noise = _fraction(noise, "noise")
+    noise = nonnegative_float(noise, "noise")
     n_single, _ = exact_counts(n, (1.0 - pair_fraction, pair_fraction))
     return _run(
         key, [radius] * circles, centre, noise, n=n, p=p, orthogonal=False, relative=True,

@@ -31,11 +31,13 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array
 
 from superpose.sae.gates import Gate
 from superpose.sae.structure import arrow_blocks, global_vector, with_globals
 from superpose.sae.objective import (
+    decoder_penalty_matrix,
+    design_matrix,
     SaeParams,
     coord_slices,
     penalized_loss,
@@ -50,31 +52,6 @@ def _psd_solve(A: Array, rhs: Array) -> Array:
     cutoff = jnp.max(jnp.abs(w)) * 10 * jnp.finfo(A.dtype).eps * A.shape[0]
     inverse = jnp.where(w > cutoff, 1.0 / jnp.where(w > cutoff, w, 1.0), 0.0)
     return V @ (inverse[:, None] * (V.T @ rhs))
-
-
-def design_matrix(atoms, gate: Gate, params: SaeParams) -> Float[Array, "N P"]:
-    """``X_i = [1, a_i1 Φ_1(t_i1), …, a_iK Φ_K(t_iK)]``: the model is ``Ẑ = X W``."""
-    a = gate.activities(params.logits, params.thresholds)
-    blocks = [jnp.ones((params.logits.shape[0], 1), params.offset.dtype)]
-    for k, (atom, s) in enumerate(zip(atoms, coord_slices(atoms))):
-        blocks.append(a[:, k, None] * atom.evaluate(params.coords[:, s]))
-    return jnp.concatenate(blocks, axis=1)
-
-
-def decoder_penalty_matrix(atoms, log_lambda_smooth: Array, dtype) -> Float[Array, "P P"]:
-    """``blockdiag(0, λ_1 S_1, …, λ_K S_K)``: the smoothness penalty's Hessian in ``W``."""
-    from superpose.numerics.strengths import stable_exp
-
-    sizes = [1] + [atom.num_basis for atom in atoms]
-    P = sum(sizes)
-    out = jnp.zeros((P, P), dtype)
-    start = 1
-    for k, atom in enumerate(atoms):
-        m = atom.num_basis
-        S = jnp.asarray(atom.roughness(), dtype)
-        out = out.at[start:start + m, start:start + m].set(stable_exp(log_lambda_smooth[k].astype(dtype)) * S)
-        start += m
-    return out
 
 
 def decoder_update(atoms, gate: Gate, params: SaeParams, hyper, Z: Array) -> SaeParams:
@@ -198,13 +175,13 @@ def _gradients(atoms, gate, params: SaeParams, hyper, Z):
 
 
 @functools.partial(jax.jit, static_argnames=("atoms", "gate", "steps"))
-def joint_newton(atoms, gate, params: SaeParams, hyper, Z, mu, *, steps: int):
+def joint_newton(atoms, gate, params: SaeParams, hyper, Z, mu, value, *, steps: int):
     """Damped Newton steps on every parameter at once, through the arrow structure.
 
     The system ``(H + μI) Δ = g`` is solved by eliminating the row blocks (N solves of q × q)
     and factoring the P × P Schur complement; a step is kept only where the loss falls (or a
     factorisation fails), and μ shrinks after a kept step and grows after a rejected one.
-    Returns (params, loss, μ).
+    ``value`` is ℓ_pen at ``params`` (the caller has it). Returns (params, loss, μ).
     """
     K = params.logits.shape[1]
 
@@ -239,8 +216,7 @@ def joint_newton(atoms, gate, params: SaeParams, hyper, Z, mu, *, steps: int):
         current = jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), proposal, current)
         return current, jnp.where(better, new, value), jnp.clip(jnp.where(better, mu / 4, mu * 8), 1e-12, 1e12)
 
-    value = penalized_loss(atoms, gate, params, hyper, Z)
-    return jax.lax.fori_loop(0, steps, body, (params, value, jnp.asarray(mu, Z.dtype)))
+    return jax.lax.fori_loop(0, steps, body, (params, jnp.asarray(value, Z.dtype), jnp.asarray(mu, Z.dtype)))
 
 
 def projected_gradient(atoms, gate, params: SaeParams, hyper, Z: Array) -> SaeParams:
@@ -298,7 +274,7 @@ def solve(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, *, max_iteratio
     joint, mu, it = False, 1e-3, 0
     for it in range(1, max_iterations + 1):
         if joint:
-            params, loss, mu_array = joint_newton(atoms, gate, params, hyper, Z, mu, steps=5)
+            params, loss, mu_array = joint_newton(atoms, gate, params, hyper, Z, mu, previous, steps=5)
             mu = float(mu_array)
         else:
             search = it <= 2 or it % search_every == 0
@@ -333,6 +309,6 @@ def solve(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, *, max_iteratio
 
 
 __all__ = [
-    "SolveReport", "decoder_penalty_matrix", "joint_newton", "decoder_update", "design_matrix", "gradient_norm", "iterate",
+    "SolveReport", "decoder_update", "gradient_norm", "iterate", "joint_newton",
     "projected_gradient", "row_newton", "row_search", "solve", "threshold_update",
 ]

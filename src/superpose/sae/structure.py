@@ -26,7 +26,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float
 
 from superpose.sae.gates import Gate
-from superpose.sae.objective import SaeParams, penalized_loss, row_loss
+from superpose.sae.objective import SaeParams, decoder_penalty_matrix, design_matrix, penalized_loss, row_loss
 
 
 def global_vector(gate: Gate, params: SaeParams):
@@ -60,8 +60,6 @@ def arrow_blocks(atoms, gate: Gate, params: SaeParams, hyper, Z: Float[Array, "N
     the decoders' block is ``(XᵀX + blockdiag(0, λ_k S_k)) ⊗ I_p`` because the model is linear in
     them, and the thresholds' rows and columns (threshold gate only) are K forward passes.
     """
-    from superpose.sae.solve import decoder_penalty_matrix, design_matrix
-
     flat, unravel = global_vector(gate, params)
     K = params.logits.shape[1]
 
@@ -98,6 +96,23 @@ def schur_complement(blocks: ArrowBlocks) -> Float[Array, "P P"]:
     return blocks.globals_ - jnp.einsum("nqp,nqr->pr", blocks.cross, solved)
 
 
+class ArrowSpectra(NamedTuple):
+    """The eigenvalues that ``log|H|`` and the positive-definiteness checks are read from."""
+
+    rows: Float[Array, "N q"]  # of each H_ii, ascending
+    schur: Float[Array, " P"]  # of S_G, ascending
+
+
+def arrow_spectra(blocks: ArrowBlocks) -> ArrowSpectra:
+    """One symmetric eigendecomposition of the row blocks and one of the Schur complement."""
+    return ArrowSpectra(jnp.linalg.eigvalsh(blocks.rows), jnp.linalg.eigvalsh(schur_complement(blocks)))
+
+
+def log_abs_det(eigenvalues: Array) -> Array:
+    """``log|det|`` of symmetric matrices from their eigenvalues (last axis)."""
+    return jnp.sum(jnp.log(jnp.abs(eigenvalues)), axis=-1)
+
+
 class LogDeterminant(NamedTuple):
     """``log|H|`` from the arrow structure, with what it is made of."""
 
@@ -111,13 +126,11 @@ class LogDeterminant(NamedTuple):
 @functools.partial(jax.jit, static_argnames=("atoms", "gate"))
 def log_det_hessian(atoms, gate: Gate, params: SaeParams, hyper, Z: Float[Array, "N p"]) -> LogDeterminant:
     """``log|H|`` of the penalised loss's Hessian through its row blocks and Schur complement."""
-    blocks = arrow_blocks(atoms, gate, params, hyper, Z)
-    row_sign, row_logdet = jnp.linalg.slogdet(blocks.rows)
-    schur_sign, schur_logdet = jnp.linalg.slogdet(schur_complement(blocks))
-    positive = jnp.linalg.eigvalsh(blocks.rows)[:, 0] > 0
-    return LogDeterminant(jnp.prod(row_sign) * schur_sign, jnp.sum(row_logdet) + schur_logdet, row_logdet,
-                          positive, schur_logdet)
+    spectra = arrow_spectra(arrow_blocks(atoms, gate, params, hyper, Z))
+    row_logdet, schur_logdet = log_abs_det(spectra.rows), log_abs_det(spectra.schur)
+    sign = jnp.prod(jnp.sign(spectra.rows)) * jnp.prod(jnp.sign(spectra.schur))
+    return LogDeterminant(sign, jnp.sum(row_logdet) + schur_logdet, row_logdet, spectra.rows[:, 0] > 0, schur_logdet)
 
 
-__all__ = ["ArrowBlocks", "LogDeterminant", "arrow_blocks", "global_vector", "log_det_hessian", "schur_complement",
+__all__ = ["ArrowBlocks", "ArrowSpectra", "LogDeterminant", "arrow_blocks", "arrow_spectra", "log_abs_det", "global_vector", "log_det_hessian", "schur_complement",
            "with_globals"]

@@ -20,7 +20,9 @@ Public API:
 - Bounds: :func:`retrieval_step_bound` (``β·diam(Ξ)²/4``), :func:`descent_step_bound`,
   :func:`choice_rule_bound` (``τ/2``), :func:`memory_diameter`.
 
-This package imports :mod:`superpose.numerics` only; :mod:`superpose.memory` imports it.
+The library modules import :mod:`superpose.numerics` only; :mod:`superpose.memory` takes a
+:class:`BetaSchedule` (imported where ``descend`` uses it), and the experiments use memory's
+retrieval step.
 """
 
 from superpose.scales.bounds import choice_rule_bound, descent_step_bound, memory_diameter, retrieval_step_bound

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Inexact
 
-from superpose._validation import check_finite, positive_float, positive_int
+from superpose._validation import check_finite, nonnegative_float, positive_float, positive_int
 from superpose.scales.transitions import real_dtype, state_array
 
 
@@ -166,9 +166,7 @@ def certify(
     probes = positive_int(probes, "probes")
     iterations = positive_int(iterations, "iterations")
     eps = positive_float(eps, "eps")
-    rtol = float(rtol)
-    if not (np.isfinite(rtol) and rtol >= 0):
-        raise ValueError(f"rtol must be finite and >= 0, got {rtol!r}")
+    rtol = nonnegative_float(rtol, "rtol")
     bounds = _bound_array(bound, x.shape[0])
     key = jax.random.key(0) if key is None else key
     is_complex = bool(jnp.iscomplexobj(x))

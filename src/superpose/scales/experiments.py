@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from superpose.memory import one_step_update
 from superpose.numerics.precision import float64_enabled, matmul
 from superpose.runner import ExperimentConfig, RunContext, experiment, param
 from superpose.runner.plotting import pyplot
@@ -80,12 +81,6 @@ def _power_on_differences(z: jax.Array, basis: jax.Array, source: jax.Array, tar
     """The power transition in coordinates ``z`` of the centred log-activations ``L = B z``."""
     moved = power_transition(jnp.exp(matmul(basis, z)), source, target)
     return matmul(basis.T, centered_log(moved))
-
-
-def _one_step(v: jax.Array, memories: jax.Array, beta: jax.Array) -> jax.Array:
-    from superpose.memory import one_step_update  # memory imports scales; scales imports memory only here
-
-    return one_step_update(v, memories, beta)
 
 
 def _measurements(reports: list, bounds: list, labels: list) -> dict[str, np.ndarray]:
@@ -178,7 +173,7 @@ def _beta_cell(config: StabilityConfig, bisector: bool) -> dict[str, np.ndarray]
             states = 0.5 * jax.random.normal(k_states, (config.states, config.memory_dim), real)
             label = f"β {beta:.4g}, random"
         bound = retrieval_step_bound(memories, beta)
-        reports.append(certify(_one_step, states, memories, jnp.asarray(beta, real), bound=bound,
+        reports.append(certify(one_step_update, states, memories, jnp.asarray(beta, real), bound=bound,
                                key=jax.random.fold_in(k_states, 1), probes=config.probes, eps=config.eps,
                                iterations=config.iterations, check=False))
         bounds.append(bound)

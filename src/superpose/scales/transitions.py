@@ -118,15 +118,15 @@ class Frame(eqx.Module):
 
     def matrix(self, scale: float) -> Inexact[Array, "D D"]:
         """``U_k`` of the rung ``k`` equal to ``scale``."""
-        return self.matrices()[self.ladder.index(scale)]
+        return _frame_matrices(self.generators[self.ladder.index(scale)][None])[0]
 
     def between(self, source: float, target: float) -> Inexact[Array, "D D"]:
         """``U_{s→t} = U_t U_sᴴ`` (the identity, exactly, when source and target are the same rung)."""
         i, j = self.ladder.index(source), self.ladder.index(target)
         if is_concrete(i, j) and i == j:
             return jnp.eye(self.dim, dtype=self.generators.dtype)
-        u = self.matrices()
-        return matmul(u[j], jnp.conj(u[i]).T)
+        u = _frame_matrices(self.generators[jnp.stack([i, j])])  # only the two rungs it needs
+        return matmul(u[1], jnp.conj(u[0]).T)
 
 
 def _ratio(source: Any, target: Any, ladder: ScaleLadder | None, dtype: Any) -> Any:

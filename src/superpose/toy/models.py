@@ -55,5 +55,9 @@ def forward(params: ToyParams, x: Float[Array, "batch M n"], kind: str = "relu")
     if kind not in MODEL_KINDS:
         raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {kind!r}")
     hidden = jnp.einsum("Mmn,BMn->BMm", params.W, x)
-    out = jnp.einsum("Mmn,BMm->BMn", params.W, hidden) + params.b[None]
+    return activate(jnp.einsum("Mmn,BMm->BMn", params.W, hidden) + params.b[None], kind)
+
+
+def activate(out: Array, kind: str) -> Array:
+    """The model's output nonlinearity: ReLU for ``"relu"``, the identity otherwise."""
     return jax.nn.relu(out) if kind == "relu" else out

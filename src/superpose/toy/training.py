@@ -23,7 +23,7 @@ from jaxtyping import Array, Float
 from superpose._validation import positive_float, positive_int
 from superpose.parallel import batch_mesh, pad_batch, shard_batch
 from superpose.toy.data import Features, draw_planes, group_layout, sample
-from superpose.toy.models import MODEL_KINDS, ToyParams, forward
+from superpose.toy.models import MODEL_KINDS, ToyParams, activate, forward
 
 OPTIMIZERS = ("adamw", "adam_coupled_decay")
 REDUCTIONS = ("sum", "mean")
@@ -40,10 +40,6 @@ def weighted_error(x, reconstruction, importance, *, batch_axis: int, feature_ax
     """
     squared = jnp.mean((x - reconstruction) ** 2, axis=batch_axis)
     return jnp.sum(squared * importance, axis=feature_axis)
-
-
-def _activate(out, kind: str):
-    return jax.nn.relu(out) if kind == "relu" else out
 
 
 def per_model_loss(params: ToyParams, x: Float[Array, "B M n"], importance: Float[Array, "M n"], kind: str):
@@ -85,15 +81,18 @@ def _planes_losses(W, b, x, imp, kind):
     xs = [x[j][:, None, :] if grouped else x[j] for j in range(n)]
     w = [[W[k, j][..., None] for j in range(n)] for k in range(m)]
     hidden = [sum(w[k][j] * xs[j] for j in range(n)) for k in range(m)]
-    out = jnp.stack([_activate(sum(w[k][j] * hidden[k] for k in range(m)) + b[j][..., None], kind) for j in range(n)])
-    return weighted_error(jnp.stack(xs), out, imp, batch_axis=-1, feature_axis=0)
+    total = 0.0
+    for j in range(n):  # one plane at a time: no (n, …) array of outputs is materialised
+        out = activate(sum(w[k][j] * hidden[k] for k in range(m)) + b[j][..., None], kind)
+        total = total + weighted_error(xs[j], out, imp[j], batch_axis=-1, feature_axis=())
+    return total
 
 
 def _matmul_losses(W, b, x, imp, kind):
     """Per-model losses (S, G): W (S, G, m, n), b/imp (S, G, 1, n), x (n, S, B)."""
     xt = jnp.transpose(x, (1, 2, 0))  # (S, B, n)
     hidden = jnp.einsum("sbn,sgmn->sgbm", xt, W)
-    out = _activate(jnp.einsum("sgbm,sgmn->sgbn", hidden, W) + b, kind)
+    out = activate(jnp.einsum("sgbm,sgmn->sgbn", hidden, W) + b, kind)
     return weighted_error(xt[:, None], out, imp[:, :, 0], batch_axis=-2, feature_axis=-1)
 
 
