@@ -34,7 +34,7 @@ def _data(d: int, k: int):
     """K memories and BATCH queries: superpose's binary patterns (the reference's child reads them from a file)."""
     import jax
 
-    from superpose.memory.experiments import binary_patterns
+    from superpose.memory.patterns import binary_patterns
 
     k1, k2 = jax.random.split(jax.random.key(0))
     return binary_patterns(k1, k, d), binary_patterns(k2, BATCH, d)
