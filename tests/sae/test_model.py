@@ -26,8 +26,9 @@ from superpose.sae import (
 from superpose.sae.experiments import SaeCirclesConfig
 from superpose.sae.init import initial_params
 from superpose.sae.metrics import circular_r2, curve_span, explained_variance, match_atoms, plane_overlap
-from superpose.sae.objective import SaeParams, decode, penalized_loss, wrap_coords
+from superpose.sae.objective import NULL_SPACE_PRECISION, SaeParams, decode, penalized_loss, wrap_coords
 from superpose.sae.solve import gradient_norm, solve
+from scipy.linalg import null_space as scipy_null_space
 from superpose.sae.structure import log_det_hessian
 
 CIRCLES = SaeCirclesConfig()
@@ -75,6 +76,9 @@ def test_objective_equals_numpy_transcription():
            + 0.5 * alpha[1] * (t1 - 0.5) ** 2 - 0.5 * np.log(alpha[1]) + 0.5 * alpha[2] * t2**2 - 0.5 * np.log(alpha[2]))
     smooth = sum(0.5 * lam * np.trace(b.T @ atom.roughness() @ b)
                  for lam, b, atom in zip(np.exp([-2.0, 0.5, 1.0]), B, atoms))
+    for atom, b in zip(atoms, B):  # the weak ridge on what S leaves free (scipy's null space of S)
+        null = scipy_null_space(atom.roughness(), rcond=1e-9)
+        smooth += 0.5 * NULL_SPACE_PRECISION * np.sum((null.T @ b) ** 2)
     expected_loss = 0.5 * np.sum((Z - expected) ** 2) + np.exp(-1.0) * np.abs(a).sum() + ard.sum() + smooth
     assert ours_loss == pytest.approx(expected_loss, rel=1e-10)
 

@@ -12,13 +12,15 @@ Public API:
   :class:`ThresholdGate` (JumpReLU), :class:`BetaBernoulliGate`; :func:`make_gate`.
 - Hyperparameters (:mod:`superpose.sae.hyperparameters`): :class:`SaeHyperparameters` (log
   strengths, the seed's flat layout) and :func:`seed_from_dispersion`.
-- Fitting at given hyperparameters: :func:`fit_sae` → :class:`SaeFit` holding a
-  :class:`ManifoldSAE` (``encode``, ``decode``, ``reconstruct``, ``atom_curve``, ``save``/``load``).
+- Fitting: :func:`fit_sae` (at given hyperparameters, or ``hyperparameters="select"``) →
+  :class:`SaeFit` holding a :class:`ManifoldSAE` (``encode``, ``decode``, ``reconstruct``,
+  ``atom_curve``, ``save``/``load``) and, when selected, the search's :class:`SelectionResult`.
 - The pure objective (:mod:`superpose.sae.objective`: :func:`penalized_loss`,
   :class:`SaeParams`), the inner solve (:mod:`superpose.sae.solve`) and the Hessian's arrow
   structure (:mod:`superpose.sae.structure`: row blocks, Schur complement, ``log|H|``).
 - The Laplace criterion (:mod:`superpose.sae.criterion`: :func:`laplace_criterion`,
-  :func:`collapsed_params`), groundwork for selecting the strengths (part 2).
+  :func:`collapsed_params`) and the outer search that selects the strengths by it
+  (:mod:`superpose.sae.selection`: :func:`select_hyperparameters`, :class:`SelectionBudget`).
 - Linear SAEs (:mod:`superpose.sae.linear`): ReLU + L1, TopK and JumpReLU, trained with optax:
   :class:`LinearSaeConfig`, :func:`train_linear_sae`.
 - Metrics (:mod:`superpose.sae.metrics`) and planted data (:mod:`superpose.sae.planted`:
@@ -35,12 +37,14 @@ from superpose.sae.linear import LinearSae, LinearSaeConfig, LinearSaeResult, tr
 from superpose.sae.model import Encoding, ManifoldSAE, SaeFit, fit_sae
 from superpose.sae.objective import SaeParams, penalized_loss
 from superpose.sae.planted import PlantedCircles, single_circle, superposed_circles, two_circles
+from superpose.sae.selection import SelectionBudget, SelectionResult, select_hyperparameters
 from superpose.sae.solve import SolveReport
 
 __all__ = [
     "ARD_LAYOUTS", "ATOM_TYPES", "GATE_TYPES", "BetaBernoulliGate", "CircleAtom", "CriterionValue", "Encoding", "IntervalAtom",
     "LinearAtom", "LinearSae", "LinearSaeConfig", "LinearSaeResult", "ManifoldSAE", "PlantedCircles", "SaeFit",
-    "SaeHyperparameters", "SaeParams", "SoftmaxGate", "SolveReport", "SphereAtom", "ThresholdGate", "TopKGate",
-    "TorusAtom", "collapsed_params", "fit_sae", "laplace_criterion", "make_atom", "make_gate", "penalized_loss", "seed_from_dispersion", "single_circle",
+    "SaeHyperparameters", "SaeParams", "SelectionBudget", "SelectionResult", "SoftmaxGate", "SolveReport", "SphereAtom", "ThresholdGate", "TopKGate",
+    "TorusAtom", "collapsed_params", "fit_sae", "laplace_criterion", "make_atom", "make_gate", "penalized_loss", "seed_from_dispersion",
+    "select_hyperparameters", "single_circle",
     "superposed_circles", "train_linear_sae", "two_circles",
 ]

@@ -9,20 +9,23 @@ intends). ``ℓ_pen`` (:func:`superpose.sae.objective.penalized_loss`) is in squ
 
     V(ρ, φ) = ℓ'(θ̂)/φ + pen_BB(θ̂) + ½ log|H(θ̂)| − ½ dim(θ) log φ + ½ N p log(2πφ)
               − ½ p Σ_k rank(S_k) log(λ_k/φ)                 smoothness: B_k ~ N(0, (λ_k/φ · S_k)⁺ ⊗ I_p)
+              − ½ p Σ_k null(S_k) log(ε/φ)                   the null-space ridge ε (objective module)
               − N Σ_flat ½ log(α/φ) + N Σ_periodic log I₀(α/φ) ARD: N(c, φ/α); von Mises, κ = α/φ
               − N K log(λ_sparse/φ)                          threshold gate (assumption below)
-              − ½ N K log(ρ/φ)                               TopK gate: its logit prior ½ρℓ²
+              − ½ N K log(λ_sparse/φ)                        TopK gate: its logit prior ½λℓ²
 
 is the Laplace approximation of ``−log ∫ p(Z | θ, φ) p(θ | ρ, φ) dθ`` at the inner optimum θ̂ (of
 ℓ_pen, the mode of the posterior, which is ℓ'/φ + const). H is the Hessian of ℓ_pen in the
 integrated parameters (data units; the posterior's is H/φ, hence ``−½ dim θ log φ``), from the
 arrow structure (:mod:`superpose.sae.structure`): ``log|H| = Σ_i log|H_ii| + log|S_G|``.
-``dim θ = P + N q``: P = p(1 + Σ_k M_k) offset and decoder numbers, q = K + Σ_k d_k per row, with
-two exceptions. The threshold gate's K thresholds are profiled, not integrated: where every row's
-logit is far from its threshold ℓ_pen is flat in it (curvature ~e^(−|ℓ − θ|/ε); 10⁻²⁰ at a
-planted-circle fit), and a flat direction under a flat prior has no Laplace approximation. The
-softmax gate's gauges are removed: a common shift of a row's logits (N directions) and the offset
-traded against every atom's constant part (p directions), along which ℓ_pen is exactly constant.
+``dim θ = P − p + N q``: P = p(1 + Σ_k M_k) offset and decoder numbers, q = K + Σ_k d_k per row.
+The offset is profiled, not integrated: under its flat prior it has an unbounded volume along the
+direction it shares with the constant part of an atom that is on in almost every row (one
+always-on circle: Schur eigenvalues ~1e-9, so V was +inf or a random sign). So are the threshold
+gate's K thresholds: where every row's logit is far from its threshold ℓ_pen is flat in it
+(curvature ~e^(−|ℓ − θ|/ε); 10⁻²⁰ at a planted-circle fit), and a flat direction under a flat
+prior has no Laplace approximation. The softmax gate's gauge, a common shift of a row's logits
+(N directions, along which ℓ_pen is exactly constant), is projected out: dim θ = P − p + N(q − 1).
 φ is profiled out: V is minimised over log φ (grid, bounded Brent, then the root of ∂V/∂log φ).
 Without periodic axes ∂V/∂φ = 0 is linear: φ̂ = 2ℓ'/(Np − dim θ + Σ normaliser counts).
 
@@ -32,7 +35,7 @@ per row and flat axis; ``log(period)`` per row and periodic axis (0 here: period
 logit prior's ``½ log 2π`` per logit and the Beta–Bernoulli logit prior's ``½ log(2π/ρ)``.
 
 What it is not: an exact evidence. The smoothness prior is improper on the null space of S_k
-(constants, lines), the offset and the threshold gate's thresholds have flat priors, the threshold
+(constants, lines) but for the weak ridge ε there, the offset and the threshold gate's thresholds have flat priors, the threshold
 gate's gated L1 is read as an exponential prior with rate λ_sparse/φ on each activity (an
 assumption: activities are not constrained to be ≥ 0, and the Jacobian from logits to
 activities is ignored), the softmax gate's entropy prior has no normaliser, and the TopK gate's
@@ -45,7 +48,10 @@ that only its ARD prior sees (a constant decoder) therefore gains ½ log(1/(2π�
 row, and a collapsed chart with a small ARD α can score better than the planted one (measured:
 single_circle(60, 4) at log α = −10). ``laplace_criterion(..., circular=True)`` replaces each
 periodic coordinate's Gaussian volume by the von Mises one of the same curvature (exact for such
-a coordinate; the Gaussian again for large κ); see :func:`circular_correction`.
+a coordinate; the Gaussian again for large κ); see :func:`circular_correction`. It does the same
+for each chart's shift gauge (:func:`shift_gauges`: every coordinate of a periodic axis moved
+together, the decoder rotated back), which only the ARD prior fixes: without it, log|H| → −∞ as
+the ARD α → 0, the uniform prior that a circle's angles call for.
 
 Where H is not positive definite (a row block whose logit or coordinate is unidentified, e.g. an
 inactive atom's; or an indefinite Schur complement: a saddle, or a global direction the data do
@@ -67,17 +73,28 @@ from scipy.optimize import brentq, minimize_scalar
 from scipy.special import i0e, i1e
 
 from superpose._validation import as_float_array, check_finite, positive_float
+from superpose.numerics.precision import float64_enabled
 from superpose.numerics.strengths import stable_exp
 from superpose.sae.gates import GATE_TYPES, BetaBernoulliGate, SoftmaxGate, ThresholdGate, TopKGate
 from superpose.sae.hyperparameters import SaeHyperparameters
 from superpose.sae.objective import (
+    NULL_SPACE_PRECISION,
     SaeParams,
     ard_penalty,
+    coord_slices,
     decode,
     num_coords,
     smoothness_penalty,
 )
-from superpose.sae.structure import ArrowBlocks, arrow_blocks, arrow_spectra, global_vector, log_abs_det
+from superpose.sae.structure import (
+    ArrowBlocks,
+    InverseBlocks,
+    arrow_blocks,
+    arrow_spectra,
+    global_vector,
+    inverse_blocks,
+    log_abs_det,
+)
 
 #: half-width, in log φ, of the dispersion's search around log(mean squared residual per entry)
 LOG_DISPERSION_HALF_WIDTH = 30.0
@@ -90,10 +107,10 @@ class CriterionValue(NamedTuple):
     dispersion: float  # φ̂ (squared data units per entry)
     fit_term: float  # ℓ'(θ̂)/φ̂ (+ the Beta–Bernoulli penalty in nats)
     log_det: float  # log|H(θ̂)| (data units; meaningful only when positive_definite)
-    smooth_normaliser: float  # ½ p Σ_k rank(S_k) log(λ_k/φ̂)
+    smooth_normaliser: float  # ½ p Σ_k [rank(S_k) log(λ_k/φ̂) + null(S_k) log(ε/φ̂)]
     ard_normaliser: float  # N [Σ_flat ½ log(α/φ̂) − Σ_periodic log I₀(α/φ̂)]
-    gate_normaliser: float  # N K log(λ_sparse/φ̂) (threshold), ½ N K log(ρ/φ̂) (TopK), else 0
-    dimension: int  # dim θ: P + N q, less the threshold gate's K thresholds or the softmax gauges (p + N)
+    gate_normaliser: float  # N K log(λ_sparse/φ̂) (threshold), ½ N K log(λ_sparse/φ̂) (TopK), else 0
+    dimension: int  # dim θ: P − p + N q, less the threshold gate's K thresholds or the softmax logit shifts (N)
     status: str  # "ok" | "hessian not positive definite: …" | "non-finite: …" | "dispersion not identified: …"
     positive_definite: bool  # H(θ̂) positive definite
     circular_correction: float = 0.0  # included in value when laplace_criterion(circular=True)
@@ -106,44 +123,34 @@ def _complement(directions: np.ndarray) -> np.ndarray:
     return np.linalg.qr(np.column_stack([directions, np.eye(n)]))[0][:, r:n]
 
 
-def _softmax_gauges(atoms, p: int, K: int, q: int) -> tuple[np.ndarray, np.ndarray]:
-    """The softmax gate's two gauges, as bases of their complements.
-
-    Activities sum to 1, so (i) a common shift of a row's logits changes nothing, and (ii) the
-    offset ``b`` trades exactly against the atoms' constant parts: ``b + δ`` with every
-    ``B_k − u_k δᵀ`` (``u_k`` the coefficients of the constant function) decodes the same rows.
-    Returns (q, q − 1) for the rows and (P, P − p) for the globals (offset, then each B_k row-major).
-    """
+def _softmax_gauge(q: int, K: int) -> np.ndarray:
+    """(q, q − 1): a basis of the complement of the softmax gate's gauge, a common shift of a row's
+    logits (activities sum to 1, so it changes nothing)."""
     shift = np.zeros((q, 1))
     shift[:K] = 1.0
-    sizes = [atom.num_basis for atom in atoms]
-    offset_trade = np.zeros((p * (1 + sum(sizes)), p))
-    offset_trade[:p] = np.eye(p)
-    start = p
-    for atom, m in zip(atoms, sizes):
-        constant = np.asarray(atom.null_space()[:, 0], np.float64)
-        offset_trade[start:start + m * p] = -np.kron(constant[:, None], np.eye(p))
-        start += m * p
-    return _complement(shift), _complement(offset_trade)
+    return _complement(shift)
 
 
-def _identifiable(atoms, gate, blocks: ArrowBlocks, p: int, K: int) -> tuple[ArrowBlocks, Array | None]:
-    """The blocks of the parameters V integrates over, and the rows' basis (None: the identity).
+def _identifiable(atoms, gate, blocks: ArrowBlocks, p: int,
+                  K: int) -> tuple[ArrowBlocks, Array | None, slice]:
+    """The blocks of the parameters V integrates over: (blocks, the rows' basis or None, the globals kept).
 
-    The threshold gate's thresholds (the last K globals) are profiled, not integrated: where
-    every row's logit is far from its atom's threshold the loss is flat in them (curvature
-    ~e^(−|ℓ − θ|/ε)), so integrating them under a flat prior would make V −∞ or undefined. The
-    softmax gate's gauges (:func:`_softmax_gauges`) are projected out.
+    The globals kept are a ``slice`` of the global vector (offset first, then each decoder
+    row-major, then the threshold gate's thresholds). Profiled, not integrated: the offset (under
+    its flat prior it has an unbounded volume along the direction it shares with the constant
+    part of an atom that is on in almost every row: measured Schur eigenvalues ~1e-9 for one
+    always-on circle; for the softmax gate, whose activities sum to 1, that trade is exact) and
+    the threshold gate's thresholds (where every row's logit is far from its atom's threshold
+    the loss is flat in them, curvature ~e^(−|ℓ − θ|/ε)). The softmax gate's other gauge, a
+    common shift of a row's logits, is projected out of the rows.
     """
-    if isinstance(gate, ThresholdGate):
-        return ArrowBlocks(blocks.rows, blocks.cross[..., :-K], blocks.globals_[:-K, :-K]), None
+    kept = slice(p, blocks.globals_.shape[0] - (K if isinstance(gate, ThresholdGate) else 0))
+    cross, globals_ = blocks.cross[..., kept], blocks.globals_[kept, kept]
     if isinstance(gate, SoftmaxGate):
-        rows, globals_ = (jnp.asarray(Q, blocks.rows.dtype)
-                          for Q in _softmax_gauges(atoms, p, K, blocks.rows.shape[-1]))
+        rows = jnp.asarray(_softmax_gauge(blocks.rows.shape[-1], K), blocks.rows.dtype)
         return ArrowBlocks(jnp.einsum("qa,nqr,rb->nab", rows, blocks.rows, rows),
-                           jnp.einsum("qa,nqp,pb->nab", rows, blocks.cross, globals_),
-                           globals_.T @ blocks.globals_ @ globals_), rows
-    return blocks, None
+                           jnp.einsum("qa,nqp->nap", rows, cross), globals_), rows, kept
+    return ArrowBlocks(blocks.rows, cross, globals_), None, kept
 
 
 def _periodic_columns(atoms) -> tuple[list[int], list[float]]:
@@ -158,16 +165,78 @@ def _periodic_columns(atoms) -> tuple[list[int], list[float]]:
     return columns, periods
 
 
-@functools.partial(jax.jit, static_argnames=("atoms", "gate"))
-def _pieces(atoms, gate, params: SaeParams, hyper, Z):
+@functools.lru_cache(maxsize=64)
+def _shift_generator(atom, axis: int) -> np.ndarray | None:
+    """D (M, M) with ∂Φ/∂t_axis = Φ D, when the basis is closed under shifts along that axis (else None).
+
+    Then shifting every coordinate by c and every decoder B to B − c D B (to first order)
+    leaves every decoded point unchanged: a gauge of the chart (a circle's rotation).
+    """
+    with float64_enabled():  # the closure test needs float64 whatever the caller's precision
+        grid = jnp.asarray(atom.grid(96 if atom.dim == 1 else 24), jnp.float64)
+        values = np.asarray(atom.evaluate(grid), np.float64)
+        slopes = np.asarray(atom.derivative(grid), np.float64)[..., axis]
+    D, *_ = np.linalg.lstsq(values, slopes, rcond=None)
+    closed = np.max(np.abs(values @ D - slopes)) <= 1e-8 * max(1.0, float(np.max(np.abs(slopes))))
+    return D if closed else None
+
+
+def shift_gauges(atoms) -> tuple[tuple[int, int, float, np.ndarray], ...]:
+    """(atom k, axis j, period, D) of every periodic axis whose basis is closed under shifts.
+
+    Shifting every row's coordinate on that axis by c and atom k's decoder B to B − c D B (to
+    first order) leaves every decoded point unchanged: a gauge of the chart (a circle's rotation)
+    that only the ARD prior and the coordinates' curvature see. Call outside ``jit``.
+    """
+    return tuple((k, j, atom.domain[j][1] - atom.domain[j][0], D) for k, atom in enumerate(atoms)
+                 for j in range(atom.dim) if atom.periodic[j] and (D := _shift_generator(atom, j)) is not None)
+
+
+def _gauge_vectors(atoms, params: SaeParams, p: int, spec, generators):
+    """The shift gauges as (row parts (S, N, q), global parts (S, P)); ``spec`` is ((k, j), …)."""
+    N, K = params.logits.shape
+    q = K + num_coords(atoms)
+    columns = [K + s.start for s in coord_slices(atoms)]
+    starts = np.cumsum([p] + [atom.num_basis * p for atom in atoms])
+    total = int(starts[-1])
+    rows, globals_ = [], []
+    for (k, j), D in zip(spec, generators):
+        decoder = -D.astype(params.decoders[k].dtype) @ params.decoders[k]
+        rows.append(jnp.zeros((N, q), params.coords.dtype).at[:, columns[k] + j].set(1.0))
+        globals_.append(jnp.zeros(total, decoder.dtype).at[starts[k]:starts[k] + decoder.size].set(decoder.ravel()))
+    return jnp.stack(rows), jnp.stack(globals_)
+
+
+def _gauge_curvatures(blocks: ArrowBlocks, row_parts, global_parts) -> Array:
+    """h_c = ‖v‖⁴ / (vᵀ H⁻¹ v) per gauge v: its curvature with every other direction integrated out.
+
+    H⁻¹ v by block elimination on the arrow: x_G = S⁻¹(v_G − Σ_i H_Giᵀ H_ii⁻¹ v_i),
+    x_i = H_ii⁻¹ (v_i − H_iG x_G).
+    """
+    solved_cross = jnp.linalg.solve(blocks.rows, blocks.cross)  # (N, q, P)
+    schur = blocks.globals_ - jnp.einsum("nqp,nqr->pr", blocks.cross, solved_cross)
+
+    def one(v_rows, v_global):
+        solved_rows = jnp.linalg.solve(blocks.rows, v_rows[..., None])[..., 0]  # (N, q)
+        x_global = jnp.linalg.solve(schur, v_global - jnp.einsum("nqp,nq->p", blocks.cross, solved_rows))
+        x_rows = solved_rows - jnp.einsum("nqp,p->nq", solved_cross, x_global)
+        quadratic = jnp.sum(v_rows * x_rows) + jnp.dot(v_global, x_global)
+        norm2 = jnp.sum(v_rows**2) + jnp.sum(v_global**2)
+        return norm2**2 / quadratic
+
+    return jax.vmap(one)(row_parts, global_parts)
+
+
+@functools.partial(jax.jit, static_argnames=("atoms", "gate", "gauge_spec"))
+def _pieces(atoms, gate, params: SaeParams, hyper, Z, gauge_spec=(), generators=()):
     """The θ-dependent parts of V: the loss's terms and the Hessian's row and Schur spectra."""
     residual = Z - decode(atoms, gate, params)
     fit = 0.5 * jnp.sum(residual**2)
     gate_penalty = jnp.sum(gate.penalty(params.logits, params.thresholds, hyper.log_lambda_sparse))
     ard = jnp.sum(ard_penalty(atoms, hyper.log_ard, params.coords))
     smooth = smoothness_penalty(atoms, params.decoders, hyper.log_lambda_smooth)
-    blocks, basis = _identifiable(atoms, gate, arrow_blocks(atoms, gate, params, hyper, Z), Z.shape[1],
-                                  params.logits.shape[1])
+    p, K = Z.shape[1], params.logits.shape[1]
+    blocks, basis, global_basis = _identifiable(atoms, gate, arrow_blocks(atoms, gate, params, hyper, Z), p, K)
     columns, _ = _periodic_columns(atoms)
     if columns:  # each periodic coordinate's curvature with the rest of its row integrated out (globals held)
         inverse = jnp.linalg.inv(blocks.rows)
@@ -176,11 +245,41 @@ def _pieces(atoms, gate, params: SaeParams, hyper, Z):
         periodic_curvature = 1.0 / jnp.diagonal(inverse, axis1=1, axis2=2)[:, jnp.asarray(columns)]
     else:
         periodic_curvature = jnp.zeros((Z.shape[0], 0), Z.dtype)
+    if gauge_spec:
+        row_parts, global_parts = _gauge_vectors(atoms, params, p, gauge_spec, generators)
+        if basis is not None:
+            row_parts = jnp.einsum("snq,qa->sna", row_parts, basis)
+        global_parts = global_parts[:, global_basis]
+        gauge_curvature = _gauge_curvatures(blocks, row_parts, global_parts)
+    else:
+        gauge_curvature = jnp.zeros((0,), Z.dtype)
     spectra = arrow_spectra(blocks)  # one eigendecomposition each: log|det| and definiteness from it
     return dict(fit=fit, gate_penalty=gate_penalty, ard=ard, smooth=smooth, row_min=spectra.rows[:, 0],
                 row_log_abs=log_abs_det(spectra.rows), schur_log_abs=log_abs_det(spectra.schur),
                 schur_eigenvalues=spectra.schur,
-                periodic_curvature=periodic_curvature)
+                periodic_curvature=periodic_curvature, gauge_curvature=gauge_curvature)
+
+
+@functools.partial(jax.jit, static_argnames=("atoms", "gate"))
+def _covariance(atoms, gate, params: SaeParams, hyper, Z) -> InverseBlocks:
+    p, K = Z.shape[1], params.logits.shape[1]
+    full = arrow_blocks(atoms, gate, params, hyper, Z)
+    blocks, basis, global_basis = _identifiable(atoms, gate, full, p, K)
+    inverse = inverse_blocks(blocks)
+    rows = inverse.rows if basis is None else jnp.einsum("qa,nab,rb->nqr", basis, inverse.rows, basis)
+    P = full.globals_.shape[0]
+    return InverseBlocks(rows, jnp.zeros((P, P), Z.dtype).at[global_basis, global_basis].set(inverse.globals_))
+
+
+def covariance_blocks(atoms, gate, params: SaeParams, hyper: SaeHyperparameters, Z) -> InverseBlocks:
+    """The diagonal blocks of H⁻¹ over the parameters V integrates (data units; the posterior's is φH⁻¹).
+
+    Laid out as the full arrow (rows: logits then coordinates; globals: offset, decoders,
+    thresholds), with zeros for what V profiles (the offset, the threshold gate's thresholds) and
+    the softmax gate's logit shift projected out. Entries are NaN or inf where H is singular.
+    """
+    Z = _check_inputs(atoms, gate, params, hyper, Z)
+    return _covariance(atoms, gate, params, hyper, Z)
 
 
 def _log_i0(kappa):
@@ -195,7 +294,7 @@ class _Counts(NamedTuple):
     p: int
     num_atoms: int
     dimension: int
-    smooth_rank: list[tuple[float, int]]  # (log λ_k, p·rank(S_k))
+    smooth_rank: list[tuple[float, int]]  # (log λ_k, p·rank(S_k)), then (log ε, p·null(S_k)) per atom
     log_alpha_flat: list[float]  # log α of every flat ARD axis
     alpha_periodic: list[float]  # α of every periodic ARD axis
     gate_prior: tuple[float, float] | None  # (weight w, log strength) of a gate normaliser w·log(strength/φ)
@@ -207,17 +306,18 @@ def _counts(atoms, gate, params: SaeParams, hyper, dtype) -> _Counts:
     q = K + num_coords(atoms)
     P = global_vector(gate, params)[0].shape[0]
     if isinstance(gate, ThresholdGate):
-        dimension = P - K + N * q  # thresholds profiled
+        dimension = P - p - K + N * q  # offset and thresholds profiled
     elif isinstance(gate, SoftmaxGate):
-        dimension = P - p + N * (q - 1)  # both gauges removed
+        dimension = P - p + N * (q - 1)  # offset profiled, the logit shift removed
     else:
-        dimension = P + N * q
+        dimension = P - p + N * q  # offset profiled
 
     def strength(log_value) -> float:  # exactly the value the loss used (stable_exp in the loss's dtype)
         return float(stable_exp(jnp.asarray(log_value, dtype)))
 
     smooth = [(math.log(strength(hyper.log_lambda_smooth[k])), p * atom.roughness_rank())
               for k, atom in enumerate(atoms)]
+    smooth += [(math.log(NULL_SPACE_PRECISION), p * (atom.num_basis - atom.roughness_rank())) for atom in atoms]
     flat, periodic = [], []
     for atom, block in zip(atoms, hyper.log_ard):
         for j in range(block.shape[0]):
@@ -227,8 +327,8 @@ def _counts(atoms, gate, params: SaeParams, hyper, dtype) -> _Counts:
                 flat.append(math.log(strength(block[j])))
     if isinstance(gate, ThresholdGate):  # an exponential prior, rate λ_sparse/φ, on each of the N K activities
         gate_prior = (float(N * K), math.log(strength(hyper.log_lambda_sparse)))
-    elif isinstance(gate, TopKGate):  # the Gaussian logit prior ½ ρ ℓ², precision ρ/φ, on each of the N K logits
-        gate_prior = (0.5 * N * K, math.log(gate.logit_precision))
+    elif isinstance(gate, TopKGate):  # the Gaussian logit prior ½ λ ℓ², precision λ/φ, on each of the N K logits
+        gate_prior = (0.5 * N * K, math.log(strength(hyper.log_lambda_sparse)))
     else:
         gate_prior = None
     return _Counts(N, p, K, dimension, smooth, flat, periodic, gate_prior)
@@ -318,7 +418,10 @@ def laplace_criterion(atoms, gate, params: SaeParams, hyper: SaeHyperparameters,
     Z = _check_inputs(atoms, gate, params, hyper, Z)
     if dispersion is not None:
         dispersion = positive_float(dispersion, "dispersion")
-    pieces = {name: np.asarray(value, np.float64) for name, value in _pieces(atoms, gate, params, hyper, Z).items()}
+    gauges = shift_gauges(atoms) if circular else ()
+    pieces = {name: np.asarray(value, np.float64) for name, value in _pieces(
+        atoms, gate, params, hyper, Z, tuple((k, j) for k, j, _, _ in gauges),
+        tuple(jnp.asarray(D, Z.dtype) for *_, D in gauges)).items()}
     c = _counts(atoms, gate, params, hyper, Z.dtype)
     N, p = c.N, c.p
     nats = float(pieces["gate_penalty"]) if isinstance(gate, BetaBernoulliGate) else 0.0
@@ -331,6 +434,9 @@ def laplace_criterion(atoms, gate, params: SaeParams, hyper: SaeHyperparameters,
     kappa_scale = np.zeros(0)  # κ = kappa_scale/φ per row and periodic axis, where the correction is on
     if circular and np.all(rows_pd) and np.all(pieces["periodic_curvature"] > 0):
         kappa_scale = (pieces["periodic_curvature"] * np.asarray(periods) ** 2 / (4 * math.pi**2)).ravel()
+        gauge = pieces["gauge_curvature"]
+        if gauge.size and np.all(np.isfinite(gauge)) and np.all(gauge > 0):
+            kappa_scale = np.concatenate([kappa_scale, gauge * np.asarray([period for _, _, period, _ in gauges]) ** 2 / (4 * math.pi**2)])
 
     def circle(log_phi: float) -> float:
         return _circular_terms(kappa_scale * math.exp(-log_phi))[0] if kappa_scale.size else 0.0
@@ -471,4 +577,4 @@ def collapsed_params(atoms, gate, params: SaeParams) -> SaeParams:
 
 
 __all__ = ["LOG_DISPERSION_HALF_WIDTH", "CriterionValue", "circular_correction", "collapsed_params",
-           "laplace_criterion"]
+           "covariance_blocks", "laplace_criterion", "shift_gauges"]

@@ -8,7 +8,7 @@ with pure methods, so it can be a static argument of a jitted function:
 gate                activity a_ik                  penalty per row (× strength)                parameter
 ==================  =============================  ==========================================  ==========
 ``softmax``         softmax(ℓ_i / T)               λ_sparse · entropy(a_i) (nats)              strength
-``topk``            σ(ℓ_ik) on the k largest ℓ_ik  ½ ρ Σ ℓ² (a weak prior; the support is hard)  none
+``topk``            σ(ℓ_ik) on the k largest ℓ_ik  ½ λ_sparse Σ ℓ² (the support is hard)       strength
 ``threshold``       ℓ_ik · σ((ℓ_ik − θ_k) / ε)     λ_sparse · Σ_k |a_ik| (gated L1)            strength
 ``beta_bernoulli``  σ(ℓ_ik)                        −Σ_k a log π_k + (1 − a) log(1 − π_k)       log α
 ==================  =============================  ==========================================  ==========
@@ -17,6 +17,9 @@ gate                activity a_ik                  penalty per row (× strength)
 thresholds θ_k are learned with the decoders. ``beta_bernoulli`` is an ordered (Indian-buffet
 style) gate: atom k fires at rate π_k = ρ^(k+1) with ρ = α / (1 + α), so later atoms are
 shrunk geometrically; its sparse coordinate log α is an offset, not a penalty strength
+(``topk``'s is the precision of a Gaussian prior on the logits: weak, it keeps logits finite; strong,
+it holds every active atom's activity near σ(0) = ½, so that an always-on atom's amplitude cannot
+turn a circle into a cone)
 (``sparse_is_penalty_strength`` is False), which is what
 :func:`superpose.sae.hyperparameters.seed_from_dispersion` reads.
 """
@@ -75,20 +78,20 @@ class SoftmaxGate:
 class TopKGate:
     """The ``k`` largest logits are active with activity ``σ(ℓ)``; the rest are exactly 0.
 
-    A weak Gaussian prior ``½ ρ Σ ℓ²`` (``logit_precision`` ρ, in the loss's units) keeps the
-    logits finite where the data would drive an activity to exactly 1 or 0.
+    The penalty ``½ λ_sparse Σ ℓ²`` is a Gaussian prior on the logits, precision λ_sparse (in the
+    loss's units, a selectable strength): a weak one keeps logits finite where the data would
+    drive an activity to exactly 1 or 0; a strong one holds the activities near ½, which removes
+    the per-row amplitude that lets an always-on atom fit a cone instead of its manifold.
     """
 
     k: int = 1
-    logit_precision: float = 1e-3
     name: ClassVar[str] = "topk"
-    sparse_is_penalty_strength: ClassVar[bool] = False
+    sparse_is_penalty_strength: ClassVar[bool] = True
     learns_thresholds: ClassVar[bool] = False
     initial_threshold: ClassVar[float] = 0.0  # thresholds are not used
 
     def __post_init__(self) -> None:
         positive_int(self.k, "k")
-        positive_float(self.logit_precision, "logit_precision")
 
     def activities(self, logits, thresholds):
         """Exactly k active atoms per row (ties go to the lower index)."""
@@ -97,7 +100,7 @@ class TopKGate:
         return jnp.where(mask, jax.nn.sigmoid(logits), 0.0)
 
     def penalty(self, logits, thresholds, log_sparse):
-        return _logit_prior(logits, self.logit_precision)
+        return _logit_prior(logits, stable_exp(log_sparse))
 
     def switched(self, logits, atom, on):
         """On: the row's largest logit (so it is among the k chosen) plus a margin; off: its smallest minus one."""
@@ -135,7 +138,7 @@ class ThresholdGate:
 class BetaBernoulliGate:
     """Ordered Beta–Bernoulli: ``a = σ(ℓ)``, atom k fires at rate ``π_k = (α/(1+α))^(k+1)``.
 
-    As for TopK, a weak Gaussian prior ``½ ρ Σ ℓ²`` keeps the logits finite.
+    A weak Gaussian prior ``½ ρ Σ ℓ²`` (``logit_precision`` ρ) keeps the logits finite.
     """
 
     logit_precision: float = 1e-3

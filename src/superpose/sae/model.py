@@ -26,7 +26,7 @@ from superpose.numerics.precision import float64_enabled
 from superpose.runner import files
 from superpose.sae.atoms import make_atom
 from superpose.sae.gates import GATE_TYPES, Gate, make_gate
-from superpose.sae.hyperparameters import SaeHyperparameters
+from superpose.sae.hyperparameters import SaeHyperparameters, seed_from_dispersion
 from superpose.sae.init import dense_params, initial_params
 from superpose.sae.objective import SaeParams, decode, num_coords, wrap_coords
 from superpose.sae.solve import SolveReport, solve
@@ -179,31 +179,39 @@ class SaeFit(NamedTuple):
     report: SolveReport  # how the best start's inner solve ended
     restart_losses: np.ndarray  # the final penalised loss of every start
     hyperparameters: SaeHyperparameters
+    selection: Any = None  # a superpose.sae.selection.SelectionResult when the strengths were selected
 
 
 def fit_sae(
     Z: Any,
     atoms: Sequence[Any] | Any,
     gate: str | Gate = "threshold",
-    hyperparameters: SaeHyperparameters | None = None,
+    hyperparameters: SaeHyperparameters | str | None = None,
     *,
     key: jax.Array,
     restarts: int = 4,
     dense_start: bool = False,
+    budget: Any = None,
     max_iterations: int = 100,
     tol: float = 1e-7,
     grid_points: int = 48,
     precision: str = "float64",
     progress: Callable[[int, int], None] | None = None,
 ) -> SaeFit:
-    """Fits a manifold SAE to ``Z`` (N, p) at fixed hyperparameters.
+    """Fits a manifold SAE to ``Z`` (N, p), at given hyperparameters or selecting them.
 
     Args:
         Z: data rows, (N, p), finite, N >= K.
         atoms: atom names or objects (:mod:`superpose.sae.atoms`), K >= 1.
-        gate: a gate name or object (:mod:`superpose.sae.gates`).
+        gate: a gate name or object (:mod:`superpose.sae.gates`). With ``"select"`` use
+            ``"topk"``: the threshold gate's free per-row amplitude lets a circle fit a cone.
         hyperparameters: :class:`SaeHyperparameters` matching the atoms (default: every
-            log-strength 0, per-atom ARD).
+            log-strength 0, per-atom ARD); or ``"select"``: start from :data:`SELECTION_START`
+            (dimensionless) shifted by a PCA estimate of the noise variance
+            (:func:`pca_dispersion`, :func:`seed_from_dispersion`), then run the outer search
+            (:func:`superpose.sae.selection.select_hyperparameters`) on the Laplace criterion;
+            at the selected point the keyed starts are solved again, and where one reaches a
+            lower penalised loss the search resumes from it (once).
         key: PRNG key; the fit is deterministic given it.
         restarts: keyed K-subspaces starts (:func:`~superpose.sae.init.initial_params`: each
             row on one atom); the lowest penalised loss over all starts is kept.
@@ -211,10 +219,12 @@ def fit_sae(
             every row, charts from successive principal components): for rows that are sums of
             manifolds in different subspaces. Off by default: on ``two_circles`` with the
             threshold gate it reaches a lower penalised loss than the planted circles do.
+        budget: the outer search's :class:`~superpose.sae.selection.SelectionBudget`
+            (evaluations, seconds), shared by both rounds; only with ``"select"``.
         max_iterations, tol, grid_points: the inner solve's budget, relative tolerance and
             per-axis grid of its row search.
         precision: ``"float64"`` (default) or ``"float32"``.
-        progress: called as ``progress(done, total)`` after each start.
+        progress: called as ``progress(done, total)`` after each start and each outer evaluation.
     """
     atoms = make_atoms(atoms)
     gate = make_gate(gate, num_atoms=len(atoms))
@@ -225,33 +235,114 @@ def fit_sae(
     if not isinstance(key, jax.Array) or not (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or key.shape == (2,)):
         raise TypeError("key must be a JAX PRNG key, e.g. jax.random.key(0)")
     dims = [atom.dim for atom in atoms]
+    select = isinstance(hyperparameters, str)
+    if select and hyperparameters != "select":
+        raise ValueError(f"hyperparameters must be SaeHyperparameters, None or 'select', got {hyperparameters!r}")
+    if select:
+        from superpose.sae.selection import SelectionBudget
+
+        budget = SelectionBudget() if budget is None else budget
+        if not isinstance(budget, SelectionBudget):
+            raise TypeError(f"budget must be a SelectionBudget, got {type(budget).__name__}")
+        from superpose.sae.selection import LOG_KAPPA_FLOOR
+
+        ard = [[LOG_KAPPA_FLOOR if periodic else SELECTION_START["log_ard"] for periodic in atom.periodic]
+               for atom in atoms]
+        start = SaeHyperparameters.create(dims, log_lambda_sparse=SELECTION_START["log_lambda_sparse"],
+                                          log_lambda_smooth=SELECTION_START["log_lambda_smooth"], log_ard=ard)
+        hyperparameters = seed_from_dispersion(start, pca_dispersion(data, atoms), gate)
+    elif budget is not None:
+        raise ValueError("budget applies only to hyperparameters='select'")
     if hyperparameters is None:
         hyperparameters = SaeHyperparameters.create(dims)
     if not isinstance(hyperparameters, SaeHyperparameters):
         raise TypeError(f"hyperparameters must be SaeHyperparameters, got {type(hyperparameters).__name__}")
     hyperparameters.check_atoms(dims)
-    best = None
-    losses = []
+    total = restarts + int(dense_start) + (budget.evaluations + restarts if select else 0)
+    done = [0]
+
+    def tick(*_):
+        done[0] += 1
+        if progress is not None:
+            progress(min(done[0], total), total)
+
     with _context(precision):
         dtype = jnp.float64 if precision == "float64" else jnp.float32
         Zj = jnp.asarray(data, dtype)
-        total = restarts + int(dense_start)
-        for r, sub in enumerate(jax.random.split(key, total)):
-            dense = r == restarts  # the extra start, after the keyed ones
-            start = dense_params(atoms, gate, data, dtype) if dense else initial_params(atoms, gate, data, sub, dtype)
-            params, report = solve(atoms, gate, start, hyperparameters, Zj, max_iterations=max_iterations, tol=tol,
-                                   grid_points=grid_points)
-            losses.append(report.loss)
-            if best is None or report.loss < best[1].loss:
-                best = (params, report)
-            if progress is not None:
-                progress(r + 1, total)
-        params, report = best
+        start_key, check_key = jax.random.split(key)
+        solve_options = dict(max_iterations=max_iterations, tol=tol, grid_points=grid_points)
+        params, report, losses = _best_start(atoms, gate, data, Zj, hyperparameters, start_key, restarts, dense_start,
+                                             dtype, solve_options, tick)
+        selection = None
+        if select:
+            params, report, hyperparameters, selection = _select(atoms, gate, data, Zj, params, hyperparameters,
+                                                                 check_key, restarts, dtype, solve_options, budget, tick)
         fit = fit_from_params(atoms, gate, hyperparameters, params, report, losses, precision)
     if not report.converged:
         warnings.warn(f"fit_sae: the best start's inner solve did not converge ({report.status}); "
                       "raise max_iterations or check the hyperparameters", UserWarning, stacklevel=2)
-    return fit
+    return fit._replace(selection=selection)
+
+
+def _best_start(atoms, gate, data, Zj, hyperparameters, key, restarts, dense_start, dtype, solve_options, tick):
+    """The inner solve from every keyed start (and the dense one): (params, report, losses) of the best."""
+    best, losses = None, []
+    total = restarts + int(dense_start)
+    for r, sub in enumerate(jax.random.split(key, total)):
+        dense = r == restarts  # the extra start, after the keyed ones
+        start = dense_params(atoms, gate, data, dtype) if dense else initial_params(atoms, gate, data, sub, dtype)
+        params, report = solve(atoms, gate, start, hyperparameters, Zj, **solve_options)
+        losses.append(report.loss)
+        if best is None or report.loss < best[1].loss:
+            best = (params, report)
+        tick()
+    return (*best, losses)
+
+
+def _select(atoms, gate, data, Zj, params, hyperparameters, key, restarts, dtype, solve_options, budget, tick):
+    """The outer search, then the keyed starts again at the selected point; a start that scores a lower V
+    there resumes the search (once). (A lower loss is not enough: at small λ_smooth, fresh starts find
+    charts that wind twice or warp, with a lower loss and a higher V than the path's continuation.)"""
+    import time
+
+    from superpose.sae.criterion import laplace_criterion
+    from superpose.sae.selection import SelectionBudget, merge_selections, select_hyperparameters
+
+    began = time.perf_counter()
+    selection = select_hyperparameters(atoms, gate, params, hyperparameters, Zj, budget=budget,
+                                       inner_iterations=solve_options["max_iterations"], progress=tick)
+    checked, checked_report, _ = _best_start(atoms, gate, data, Zj, selection.hyperparameters, key, restarts, False,
+                                             dtype, solve_options, tick)
+    checked_value = laplace_criterion(atoms, gate, checked, selection.hyperparameters, Zj, circular=True).value
+    if checked_value < selection.criterion.value:
+        left = SelectionBudget(max(1, budget.evaluations - len(selection.trace)),
+                               max(1.0, budget.seconds - (time.perf_counter() - began)))
+        second = select_hyperparameters(atoms, gate, checked, selection.hyperparameters, Zj, budget=left,
+                                        inner_iterations=solve_options["max_iterations"], progress=tick)
+        selection = merge_selections(selection, second)
+    return selection.params, selection.inner_report, selection.hyperparameters, selection
+
+
+#: Dimensionless starting strengths of the outer search (log λ/φ, log α/φ; periodic ARD axes start
+#: at the floor). λ_sparse: the TopK gate's logit precision (activities within ±0.02 of ½) or the
+#: threshold gate's L1 rate. λ_smooth starts smooth and the search walks it down, each inner solve
+#: warm from the last (a continuation): started rough, fresh solves find charts that warp or wind
+#: twice round a circle with a V as low as the planted one's (measured on single_circle(240, 4)).
+SELECTION_START = {"log_lambda_sparse": 6.0, "log_lambda_smooth": -4.0, "log_ard": -2.0}
+
+
+def pca_dispersion(Z: np.ndarray, atoms) -> float:
+    """φ₀: the mean squared residual per entry after PCA with as many components as the charts need.
+
+    A seed only (each periodic axis needs 2 components, each other axis 1, capped at p − 1); the
+    outer search profiles φ out of the criterion.
+    """
+    n, p = Z.shape
+    rank = min(sum(2 if periodic else 1 for atom in atoms for periodic in atom.periodic), p - 1, n - 1)
+    centred = Z - Z.mean(axis=0)
+    singular = np.linalg.svd(centred, compute_uv=False)
+    residual = float(np.sum(singular[rank:] ** 2)) / (n * p)
+    return residual if residual > 0 else max(float(np.mean(centred**2)) * 1e-6, 1e-300)
 
 
 def fit_from_params(atoms, gate: Gate, hyperparameters: SaeHyperparameters, params: SaeParams,
@@ -262,4 +353,5 @@ def fit_from_params(atoms, gate: Gate, hyperparameters: SaeHyperparameters, para
     return SaeFit(model, model._encoding(params), report, np.asarray(restart_losses), hyperparameters)
 
 
-__all__ = ["GATE_TYPES", "PRECISIONS", "Encoding", "ManifoldSAE", "SaeFit", "fit_from_params", "fit_sae", "make_atoms"]
+__all__ = ["GATE_TYPES", "PRECISIONS", "SELECTION_START", "Encoding", "ManifoldSAE", "SaeFit", "fit_from_params", "fit_sae",
+           "make_atoms", "pca_dispersion"]

@@ -8,11 +8,17 @@ with ``b`` an offset, ``a_i = g(ℓ_i)`` the gate's activities from per-row logi
 ``t_ik`` the row's coordinate on atom k's chart and ``B_k`` (M_k × p) atom k's decoder. The
 penalised loss at fixed hyperparameters ρ is
 
-    ℓ_pen = ½ Σ_i ‖Z_i − Ẑ_i‖² + Σ_i pen_gate(ℓ_i) + Σ_k ½ λ_k tr(B_kᵀ S_k B_k) + Σ_i Σ_kj ard(t_ikj; α_kj)
+    ℓ_pen = ½ Σ_i ‖Z_i − Ẑ_i‖² + Σ_i pen_gate(ℓ_i) + Σ_k ½ tr(B_kᵀ (λ_k S_k + ε N_k N_kᵀ) B_k)
+            + Σ_i Σ_kj ard(t_ikj; α_kj)
 
 where ``ard`` is ``½ α (t − c)² − ½ log α`` on a flat axis (c = the centre of a bounded domain,
 0 for an unbounded one) and the von Mises ``−α cos(2π (t − lo)/period) + log I₀(α)`` on a
 periodic axis. Every term but the data fit is the negative log of a prior up to a constant.
+``N_k`` spans the null space of S_k (the constant; for an interval also the line) and ε =
+:data:`NULL_SPACE_PRECISION` is a fixed, weak ridge on it: where an atom is on in almost every row
+with almost the same activity, its constant part and the offset are confounded, and without it
+Newton steps drift along that direction without bound (measured: constant rows of norm ~10³ and
+logit curvatures ~10⁶ for one always-on circle).
 """
 
 from __future__ import annotations
@@ -26,6 +32,17 @@ from jaxtyping import Array, Float
 
 from superpose.numerics.strengths import stable_exp
 from superpose.sae.gates import Gate
+
+
+#: ε, the fixed precision (data units) of the ridge on every decoder's null-space coefficients
+NULL_SPACE_PRECISION = 1e-4
+
+
+def penalty_matrix(atom, log_lambda, dtype) -> Array:
+    """``λ S + ε N Nᵀ`` (M, M): atom's decoder penalty's Hessian per output (module docstring)."""
+    null = jnp.asarray(np.linalg.qr(atom.null_space())[0], dtype)  # orthonormal: ε N Nᵀ is ε × a projector
+    return (stable_exp(log_lambda.astype(dtype)) * jnp.asarray(atom.roughness(), dtype)
+            + NULL_SPACE_PRECISION * (null @ null.T))
 
 
 class SaeParams(NamedTuple):
@@ -93,6 +110,39 @@ def ard_penalty(atoms, log_ard: tuple[Array, ...], coords: Float[Array, "... D"]
     return total
 
 
+#: an activity at most this (in absolute value) counts as off for :func:`park_inactive`
+INACTIVE_ACTIVITY = 1e-6
+
+
+def ard_modes(atoms) -> np.ndarray:
+    """(D,) the ARD prior's mode on every coordinate axis: lo on a periodic axis, the centre on a flat one."""
+    modes = []
+    for atom in atoms:
+        for j in range(atom.dim):
+            lo, hi = atom.domain[j]
+            if atom.periodic[j]:
+                modes.append(lo)
+            else:
+                modes.append(0.5 * (lo + hi) if np.isfinite(lo) and np.isfinite(hi) else 0.0)
+    return np.asarray(modes, np.float64)
+
+
+def park_inactive(atoms, gate: Gate, params: SaeParams) -> SaeParams:
+    """Coordinates of atoms whose activity is 0 (|a| <= :data:`INACTIVE_ACTIVITY`) moved to their ARD mode.
+
+    Such a coordinate enters the loss only through its ARD prior (up to a²‖Φ B‖² ≈ 0), so the
+    mode is its minimiser (its gradient there is ~α, far below any solver tolerance, and away from
+    the mode a periodic coordinate's curvature can be negative, which left H indefinite).
+    """
+    activities = gate.activities(params.logits, params.thresholds)
+    modes = jnp.asarray(ard_modes(atoms), params.coords.dtype)
+    coords = params.coords
+    for k, s in enumerate(coord_slices(atoms)):
+        off = jnp.abs(activities[:, k]) <= INACTIVE_ACTIVITY
+        coords = coords.at[:, s].set(jnp.where(off[:, None], modes[s], coords[:, s]))
+    return params._replace(coords=coords)
+
+
 def row_loss(atoms, gate: Gate, params: SaeParams, hyper, z: Float[Array, " p"], logits: Float[Array, " K"],
              coords: Float[Array, " D"]) -> Float[Array, ""]:
     """One row's share of the penalised loss at fixed decoders (what the row solve minimises)."""
@@ -102,12 +152,10 @@ def row_loss(atoms, gate: Gate, params: SaeParams, hyper, z: Float[Array, " p"],
 
 
 def smoothness_penalty(atoms, decoders, log_lambda_smooth: Float[Array, " K"]) -> Float[Array, ""]:
-    """Σ_k ½ λ_k tr(B_kᵀ S_k B_k)."""
+    """Σ_k ½ tr(B_kᵀ (λ_k S_k + ε N_k N_kᵀ) B_k)."""
     total = 0.0
     for k, (atom, B) in enumerate(zip(atoms, decoders)):
-        S = jnp.asarray(atom.roughness(), B.dtype)
-        lam = stable_exp(log_lambda_smooth[k].astype(B.dtype))
-        total = total + 0.5 * lam * jnp.sum(B * (S @ B))
+        total = total + 0.5 * jnp.sum(B * (penalty_matrix(atom, log_lambda_smooth[k], B.dtype) @ B))
     return jnp.asarray(total)
 
 
@@ -130,20 +178,19 @@ def design_matrix(atoms, gate: Gate, params: SaeParams) -> Float[Array, "N P"]:
 
 
 def decoder_penalty_matrix(atoms, log_lambda_smooth: Array, dtype) -> Float[Array, "P P"]:
-    """``blockdiag(0, λ_1 S_1, …, λ_K S_K)``: the smoothness penalty's Hessian in ``W``."""
+    """``blockdiag(0, λ_1 S_1 + ε N_1 N_1ᵀ, …)``: the decoder penalty's Hessian in ``W``."""
     sizes = [1] + [atom.num_basis for atom in atoms]
     P = sum(sizes)
     out = jnp.zeros((P, P), dtype)
     start = 1
     for k, atom in enumerate(atoms):
         m = atom.num_basis
-        S = jnp.asarray(atom.roughness(), dtype)
-        out = out.at[start:start + m, start:start + m].set(stable_exp(log_lambda_smooth[k].astype(dtype)) * S)
+        out = out.at[start:start + m, start:start + m].set(penalty_matrix(atom, log_lambda_smooth[k], dtype))
         start += m
     return out
 
 
 __all__ = [
-    "SaeParams", "ard_penalty", "atom_terms", "coord_slices", "decode", "decoder_penalty_matrix", "design_matrix",
+    "NULL_SPACE_PRECISION", "SaeParams", "ard_modes", "park_inactive", "penalty_matrix", "ard_penalty", "atom_terms", "coord_slices", "decode", "decoder_penalty_matrix", "design_matrix",
     "num_coords", "penalized_loss", "row_loss", "smoothness_penalty", "wrap_coords",
 ]

@@ -20,7 +20,9 @@ Alternation converges slowly along directions that couple decoders and rows (an 
 against its decoder's size), so :func:`solve` then switches to :func:`joint_newton`: damped Newton
 steps on every parameter at once, through the arrow-shaped Hessian (:mod:`superpose.sae.structure`).
 
-Every step either lowers the loss or is rejected, so the loss never rises.
+At the end, rows at a saddle (a negative curvature in their block: no Laplace approximation there)
+step along it (:func:`escape_saddles`) and the solve goes on. Every step either lowers the loss or
+is rejected, so the loss never rises.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from superpose.sae.objective import (
     design_matrix,
     SaeParams,
     coord_slices,
+    park_inactive,
     penalized_loss,
     row_loss,
     wrap_coords,
@@ -150,6 +153,38 @@ def row_newton(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, steps: int
     return params._replace(logits=logits, coords=coords)
 
 
+@functools.partial(jax.jit, static_argnames=("atoms", "gate"))
+def escape_saddles(atoms, gate: Gate, params: SaeParams, hyper, Z: Array) -> tuple[SaeParams, Array]:
+    """Rows whose block has a negative curvature step along it; returns (params, loss).
+
+    Newton's steps (damped to positive definiteness) stop at any stationary point, saddles
+    included, and a row at a saddle (e.g. a threshold-gate logit on a maximum of its jump) has no
+    Laplace approximation. Each such row tries ±{0.1, 0.3, 1} along its most negative eigenvector
+    and keeps the lowest row loss, if lower.
+    """
+    K = params.logits.shape[1]
+
+    def escape_row(z, logits, coords):
+        def f(r):
+            return row_loss(atoms, gate, params, hyper, z, r[:K], r[K:])
+
+        r0 = jnp.concatenate([logits, coords])
+        w, V = jnp.linalg.eigh(jax.hessian(f)(r0))
+        direction = V[:, 0]
+        sizes = jnp.asarray([0.1, 0.3, 1.0, -0.1, -0.3, -1.0], r0.dtype)
+        tries = r0[None, :] + sizes[:, None] * direction[None, :]
+        tries = jnp.concatenate([tries[:, :K], wrap_coords(atoms, tries[:, K:])], axis=1)
+        values = jax.vmap(f)(tries)
+        best = jnp.argmin(values)
+        better = (w[0] < 0) & (values[best] < f(r0))
+        r = jnp.where(better, tries[best], r0)
+        return r[:K], r[K:]
+
+    logits, coords = jax.vmap(escape_row)(Z, params.logits, params.coords)
+    params = params._replace(logits=logits, coords=coords)
+    return params, penalized_loss(atoms, gate, params, hyper, Z)
+
+
 @functools.partial(jax.jit, static_argnames=("atoms", "gate", "grid_points", "newton_steps", "search",
                                              "update_decoders"))
 def iterate(atoms, gate, params, hyper, Z, *, grid_points, newton_steps, search, update_decoders=True):
@@ -160,7 +195,7 @@ def iterate(atoms, gate, params, hyper, Z, *, grid_points, newton_steps, search,
             params = threshold_update(atoms, gate, params, hyper, Z)
     if search:
         params = row_search(atoms, gate, params, hyper, Z, grid_points)
-    params = row_newton(atoms, gate, params, hyper, Z, newton_steps)
+    params = park_inactive(atoms, gate, row_newton(atoms, gate, params, hyper, Z, newton_steps))
     return params, penalized_loss(atoms, gate, params, hyper, Z)
 
 
@@ -243,6 +278,12 @@ def gradient_norm(atoms, gate, params: SaeParams, hyper, Z: Array) -> Array:
     return jnp.sqrt(sum(jnp.sum(leaf**2) for leaf in leaves))
 
 
+#: joint Newton steps per iteration of the second phase
+JOINT_STEPS = 5
+#: below this damping μ, a joint Newton call whose every step was rejected is not read as convergence
+STALL_DAMPING = 1e8
+
+
 class SolveReport(NamedTuple):
     """How an inner solve ended."""
 
@@ -269,12 +310,14 @@ def solve(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, *, max_iteratio
     else it has converged. ``update_decoders=False`` solves the rows only (encoding).
     An iteration is one alternation or five joint Newton steps.
     """
-    trace, converged, change = [], False, float("inf")
+    trace, converged, change, stalled = [], False, float("inf"), False
     previous = float(penalized_loss(atoms, gate, params, hyper, Z))
     joint, mu, it = False, 1e-3, 0
     for it in range(1, max_iterations + 1):
         if joint:
-            params, loss, mu_array = joint_newton(atoms, gate, params, hyper, Z, mu, previous, steps=5)
+            params, loss, mu_array = joint_newton(atoms, gate, params, hyper, Z, mu, previous, steps=JOINT_STEPS)
+            # every step rejected (μ grew by 8 each time): the damping was too weak, not a sign of convergence
+            stalled = float(mu_array) >= 0.99 * min(mu * 8.0**JOINT_STEPS, 1e12) and float(mu_array) < STALL_DAMPING
             mu = float(mu_array)
         else:
             search = it <= 2 or it % search_every == 0
@@ -288,17 +331,24 @@ def solve(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, *, max_iteratio
         previous = loss
         if not joint and it > 2 and (change < switch_tol or it >= switch_after) and update_decoders:
             joint, mu = True, 1e-3
-        elif joint and change < tol:
+        elif joint and change < tol and not stalled:
             checked, checked_loss = iterate(atoms, gate, params, hyper, Z, grid_points=grid_points, newton_steps=0,
                                             search=True, update_decoders=False)
+            escaped, escaped_loss = escape_saddles(atoms, gate, params, hyper, Z)
             if float(checked_loss) < loss - 1e-4 * abs(loss):  # a row jumped: keep solving
                 params, previous, joint = checked, float(checked_loss), False
+            elif float(escaped_loss) < loss - 1e-9 * abs(loss):  # a row left a saddle: keep solving
+                params, previous, mu = escaped, float(escaped_loss), 1e-3
             else:
                 converged = True
                 break
         elif not update_decoders and it > 2 and change < tol:
             converged = True
             break
+    parked = park_inactive(atoms, gate, params)  # exact for what only the ARD prior sees; never raises the loss
+    parked_loss = float(penalized_loss(atoms, gate, parked, hyper, Z))
+    if parked_loss <= previous:
+        params, previous = parked, parked_loss
     grad = float(gradient_norm(atoms, gate, params, hyper, Z))
     if converged:
         status = (f"converged: relative change {change:.2g} < tol {tol:g}"
@@ -309,6 +359,6 @@ def solve(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, *, max_iteratio
 
 
 __all__ = [
-    "SolveReport", "decoder_update", "gradient_norm", "iterate", "joint_newton",
+    "SolveReport", "decoder_update", "escape_saddles", "gradient_norm", "iterate", "joint_newton",
     "projected_gradient", "row_newton", "row_search", "solve", "threshold_update",
 ]

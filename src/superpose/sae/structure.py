@@ -96,6 +96,21 @@ def schur_complement(blocks: ArrowBlocks) -> Float[Array, "P P"]:
     return blocks.globals_ - jnp.einsum("nqp,nqr->pr", blocks.cross, solved)
 
 
+class InverseBlocks(NamedTuple):
+    """The blocks of H⁻¹ that a Fellner–Schall update reads (the off-diagonal ones are never formed)."""
+
+    rows: Float[Array, "N q q"]  # (H⁻¹)_ii = H_ii⁻¹ + X_i S_G⁻¹ X_iᵀ, X_i = H_ii⁻¹ H_iG
+    globals_: Float[Array, "P P"]  # (H⁻¹)_GG = S_G⁻¹
+
+
+def inverse_blocks(blocks: ArrowBlocks) -> InverseBlocks:
+    """The diagonal blocks of H⁻¹ from the arrow structure (H must be invertible)."""
+    schur_inverse = jnp.linalg.inv(schur_complement(blocks))
+    row_inverse = jnp.linalg.inv(blocks.rows)
+    X = jnp.einsum("nab,nbp->nap", row_inverse, blocks.cross)
+    return InverseBlocks(row_inverse + jnp.einsum("nap,pr,nbr->nab", X, schur_inverse, X), schur_inverse)
+
+
 class ArrowSpectra(NamedTuple):
     """The eigenvalues that ``log|H|`` and the positive-definiteness checks are read from."""
 
@@ -132,5 +147,5 @@ def log_det_hessian(atoms, gate: Gate, params: SaeParams, hyper, Z: Float[Array,
     return LogDeterminant(sign, jnp.sum(row_logdet) + schur_logdet, row_logdet, spectra.rows[:, 0] > 0, schur_logdet)
 
 
-__all__ = ["ArrowBlocks", "ArrowSpectra", "LogDeterminant", "arrow_blocks", "arrow_spectra", "log_abs_det", "global_vector", "log_det_hessian", "schur_complement",
+__all__ = ["ArrowBlocks", "ArrowSpectra", "InverseBlocks", "inverse_blocks", "LogDeterminant", "arrow_blocks", "arrow_spectra", "log_abs_det", "global_vector", "log_det_hessian", "schur_complement",
            "with_globals"]
