@@ -67,3 +67,18 @@ def test_sae_circles_page_reports_the_fit_and_its_baselines(tmp_path):
     assert f"{metrics['heldout_r2']:.3f}" in " ".join(meta["notes"])
     model = ManifoldSAE.load(tmp_path / "sae-circles" / "model.npz")
     assert model.num_atoms == 2 and model.output_size == 8
+
+
+def test_sae_sweep_reports_every_cell_and_resumes(tmp_path):
+    """One small cell (H = 1, one start): the metrics hold what the page promises, the cell recovers
+    its circle with the criterion preferring it to the collapse, and a rerun reuses the cell."""
+    overrides = dict(rows=(40,), dimensions=(4,), harmonics=1, restarts=1, evaluations=30)
+    metrics, meta = run(tmp_path, "sae-sweep", **overrides)
+    assert {f["file"] for f in meta["figures"]} == {"sweep.png"}
+    assert metrics["cells"] == 1 and set(metrics["circular_r2"]) == {"n=40+p=4"}
+    assert metrics["min_circular_r2"] >= 0.9 and metrics["collapsed_cells"] == 0
+    assert metrics["criterion_prefers_fit_cells"] == 1
+    assert all(len(flat) == 3 for flat in metrics["selected"].values())
+    assert f"{metrics['min_circular_r2']:.3f}" in " ".join(meta["notes"])
+    again = run_experiment("sae-sweep", overrides, tmp_path / "sae-sweep", quick=True, resume=True)
+    assert again.metrics["circular_r2"] == metrics["circular_r2"]

@@ -180,3 +180,29 @@ def grokking_figures(run, network, power, frequencies, fits, per_fit, P) -> None
                     "coordinate fits best. Rows: fit_sae from its own starts; a start from principal-component pairs "
                     "with every atom on (data only); a start on the key-frequency circles themselves (a check of the "
                     "objective).")
+
+
+def sweep_figure(run, rows, dimensions, panels) -> None:
+    """Heat maps over (rows n, dimension p): ``panels`` is [(title, values (len(rows), len(dimensions)),
+    colour map, (vmin, vmax) or None)], one annotated panel each."""
+    plt = pyplot()
+    from matplotlib import patheffects
+
+    outline = [patheffects.withStroke(linewidth=1.5, foreground="black")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels), 3.9))
+    for ax, (title, values, cmap, limits) in zip(np.atleast_1d(axes), panels):
+        finite = np.where(np.isfinite(values), values, np.nan)
+        image = ax.imshow(finite, cmap=cmap, origin="lower", aspect="auto",
+                          vmin=None if limits is None else limits[0], vmax=None if limits is None else limits[1])
+        ax.set_xticks(range(len(dimensions)), [str(p) for p in dimensions])
+        ax.set_yticks(range(len(rows)), [str(n) for n in rows])
+        ax.set(xlabel="ambient dimension p", ylabel="rows n", title=title)
+        for (i, j), value in np.ndenumerate(values):
+            ax.text(j, i, f"{value:.3g}", ha="center", va="center", fontsize=7, color="white", path_effects=outline)
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    run.save_figure(fig, "sweep", "Per cell (rows n × ambient dimension p, one planted circle each): the circular R² "
+                    "between the fitted coordinate and the planted angle; the circular variance of the fitted "
+                    "coordinates (near 0: a collapsed chart); the selected log λ_smooth and log λ_sparse (TopK logit "
+                    "precision), in data units; and V at the fit minus V at the collapsed chart (negative: the fit "
+                    "is preferred), in nats.")
