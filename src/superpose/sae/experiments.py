@@ -383,7 +383,7 @@ class SaeSweepConfig(ExperimentConfig):
 
 
 @experiment("sae-sweep", SaeSweepConfig, quick={"rows": (60, 240), "dimensions": (4, 12)},
-            expected_seconds={"full": 420.0, "quick": 70.0})
+            expected_seconds={"full": 360.0, "quick": 75.0})
 def sae_sweep(config: SaeSweepConfig, run: RunContext) -> None:
     """One planted circle over n × p with selected strengths: circular R², selected λ's, no collapse."""
     from superpose.sae.selection import SelectionBudget
