@@ -326,3 +326,29 @@ def test_with_circular_volumes_the_collapse_gains_nothing_as_ard_vanishes(log_ar
     closed = (n * (-math.log(i0e(kappa)) - 0.5 * math.log(2 * math.pi * kappa))
               - math.log(i0e(n * kappa)) - 0.5 * math.log(2 * math.pi * n * kappa))
     assert theirs.circular_correction == pytest.approx(closed, rel=1e-6)
+
+
+def test_binary_gate_profiled_dispersion_minimises_v_and_its_prior_is_a_bernoulli():
+    """Binary gate (logits at ±1): φ̂ is the minimum of V(φ) over a brute-force grid, and V's dependence
+    on λ_sparse at fixed θ and φ is the Bernoulli prior's: λΣa/φ + N K log(1 + e^(−λ/φ))."""
+    gate = make_gate("binary")
+    with float64_enabled():
+        params, hyper, Z = _point(FLAT, gate, 3, log_ard=0.5, log_sparse=-2.0)
+        signs = np.where(np.random.default_rng(3).uniform(size=(N, 1)) < 0.7, 1.0, -1.0)
+        params = params._replace(logits=jnp.asarray(signs))
+        ours = laplace_criterion(FLAT, gate, params, hyper, Z)
+        log_phis = math.log(ours.dispersion) + np.concatenate([np.linspace(-2, 2, 16), [-1e-3, 1e-3]])
+        grid = [laplace_criterion(FLAT, gate, params, hyper, Z, dispersion=math.exp(s)).value for s in log_phis]
+        phi = ours.dispersion
+        values = {}
+        for log_sparse in (-2.0, -1.0):
+            moved = hyper.from_flat(hyper.to_flat().at[0].set(log_sparse))
+            values[log_sparse] = laplace_criterion(FLAT, gate, params, moved, Z, dispersion=phi).value
+    assert ours.status == "ok" and ours.value < min(grid)
+    on = float(np.sum(signs > 0))
+
+    def prior(log_sparse):
+        lam = math.exp(log_sparse)
+        return lam * on / phi + N * math.log1p(math.exp(-lam / phi))
+
+    assert values[-1.0] - values[-2.0] == pytest.approx(prior(-1.0) - prior(-2.0), rel=1e-9)

@@ -149,10 +149,11 @@ def test_log_determinant_from_the_arrow_equals_dense_slogdet():
 
 @functools.cache
 def _circle_fit(seed):
-    """Two planted circles drawn from ``seed``, fitted at the sae-circles defaults (one compile)."""
+    """Two planted circles drawn from ``seed``, fitted at sae-circles' fixed strengths (select=false) with
+    the threshold gate (one compile)."""
     hyper = SaeHyperparameters.create([1, 1], **CIRCLE_HYPER)
     Z, truth = two_circles(jax.random.key(seed))
-    fit = fit_sae(np.asarray(Z), [CircleAtom(CIRCLES.harmonics)] * 2, CIRCLES.gate, hyper,
+    fit = fit_sae(np.asarray(Z), [CircleAtom(CIRCLES.harmonics)] * 2, "threshold", hyper,
                   key=jax.random.key(seed), restarts=CIRCLES.restarts)
     return np.asarray(Z), truth, fit
 

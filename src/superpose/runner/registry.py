@@ -48,7 +48,7 @@ EXPECTED_SECONDS: Mapping[str, Mapping[str, float]] = {
     "recall-recovery": {"full": 180.0, "quick": 7.8},
     "recall-choice-rule": {"full": 60.0, "quick": 3.0},
     "scales-stability": {"full": 21.0, "quick": 6.0},
-    "sae-circles": {"full": 40.0, "quick": 32.1},
+    "sae-circles": {"full": 150.0, "quick": 46.7},
     "sae-sweep": {"full": 354.0, "quick": 37.3},
     "sae-toy": {"full": 13.0, "quick": 6.3},
     "sae-grokking": {"full": 62.0, "quick": 20.0},

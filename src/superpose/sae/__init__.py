@@ -9,7 +9,7 @@ Public API:
   :class:`TorusAtom`; each with ``evaluate``, derivatives, ``wrap`` and its exact roughness
   matrix; :func:`make_atom`.
 - Gates (:mod:`superpose.sae.gates`): :class:`SoftmaxGate`, :class:`TopKGate`,
-  :class:`ThresholdGate` (JumpReLU), :class:`BetaBernoulliGate`; :func:`make_gate`.
+  :class:`ThresholdGate` (JumpReLU), :class:`BetaBernoulliGate`, :class:`BinaryGate`; :func:`make_gate`.
 - Hyperparameters (:mod:`superpose.sae.hyperparameters`): :class:`SaeHyperparameters` (log
   strengths, the seed's flat layout) and :func:`seed_from_dispersion`.
 - Fitting: :func:`fit_sae` (at given hyperparameters, or ``hyperparameters="select"``) →
@@ -31,7 +31,15 @@ Public API:
 
 from superpose.sae.criterion import CriterionValue, collapsed_params, laplace_criterion
 from superpose.sae.atoms import ATOM_TYPES, CircleAtom, IntervalAtom, LinearAtom, SphereAtom, TorusAtom, make_atom
-from superpose.sae.gates import GATE_TYPES, BetaBernoulliGate, SoftmaxGate, ThresholdGate, TopKGate, make_gate
+from superpose.sae.gates import (
+    GATE_TYPES,
+    BetaBernoulliGate,
+    BinaryGate,
+    SoftmaxGate,
+    ThresholdGate,
+    TopKGate,
+    make_gate,
+)
 from superpose.sae.hyperparameters import ARD_LAYOUTS, SaeHyperparameters, seed_from_dispersion
 from superpose.sae.linear import LinearSae, LinearSaeConfig, LinearSaeResult, train_linear_sae
 from superpose.sae.model import Encoding, ManifoldSAE, SaeFit, fit_sae
@@ -41,7 +49,7 @@ from superpose.sae.selection import SelectionBudget, SelectionResult, select_hyp
 from superpose.sae.solve import SolveReport
 
 __all__ = [
-    "ARD_LAYOUTS", "ATOM_TYPES", "GATE_TYPES", "BetaBernoulliGate", "CircleAtom", "CriterionValue", "Encoding", "IntervalAtom",
+    "ARD_LAYOUTS", "ATOM_TYPES", "GATE_TYPES", "BetaBernoulliGate", "BinaryGate", "CircleAtom", "CriterionValue", "Encoding", "IntervalAtom",
     "LinearAtom", "LinearSae", "LinearSaeConfig", "LinearSaeResult", "ManifoldSAE", "PlantedCircles", "SaeFit",
     "SaeHyperparameters", "SaeParams", "SelectionBudget", "SelectionResult", "SoftmaxGate", "SolveReport", "SphereAtom", "ThresholdGate", "TopKGate",
     "TorusAtom", "collapsed_params", "fit_sae", "laplace_criterion", "make_atom", "make_gate", "penalized_loss", "seed_from_dispersion",

@@ -13,6 +13,7 @@ intends). ``ℓ_pen`` (:func:`superpose.sae.objective.penalized_loss`) is in squ
               − N Σ_flat ½ log(α/φ) + N Σ_periodic log I₀(α/φ) ARD: N(c, φ/α); von Mises, κ = α/φ
               − N K log(λ_sparse/φ)                          threshold gate (assumption below)
               − ½ N K log(λ_sparse/φ)                        TopK gate: its logit prior ½λℓ²
+              + N K log(1 + e^(−λ_sparse/φ)) − ½ N K log(ρ/φ) binary gate: on w.p. σ(−λ/φ); logit prior
 
 is the Laplace approximation of ``−log ∫ p(Z | θ, φ) p(θ | ρ, φ) dθ`` at the inner optimum θ̂ (of
 ℓ_pen, the mode of the posterior, which is ℓ'/φ + const). H is the Hessian of ℓ_pen in the
@@ -75,7 +76,7 @@ from scipy.special import i0e, i1e
 from superpose._validation import as_float_array, check_finite, positive_float
 from superpose.numerics.precision import float64_enabled
 from superpose.numerics.strengths import stable_exp
-from superpose.sae.gates import GATE_TYPES, BetaBernoulliGate, SoftmaxGate, ThresholdGate, TopKGate
+from superpose.sae.gates import GATE_TYPES, BetaBernoulliGate, BinaryGate, SoftmaxGate, ThresholdGate, TopKGate
 from superpose.sae.hyperparameters import SaeHyperparameters
 from superpose.sae.objective import (
     NULL_SPACE_PRECISION,
@@ -298,6 +299,7 @@ class _Counts(NamedTuple):
     log_alpha_flat: list[float]  # log α of every flat ARD axis
     alpha_periodic: list[float]  # α of every periodic ARD axis
     gate_prior: tuple[float, float] | None  # (weight w, log strength) of a gate normaliser w·log(strength/φ)
+    on_off: tuple[float, float] | None = None  # binary gate: (N K, λ_sparse) of its on/off prior's normaliser
 
 
 def _counts(atoms, gate, params: SaeParams, hyper, dtype) -> _Counts:
@@ -329,9 +331,12 @@ def _counts(atoms, gate, params: SaeParams, hyper, dtype) -> _Counts:
         gate_prior = (float(N * K), math.log(strength(hyper.log_lambda_sparse)))
     elif isinstance(gate, TopKGate):  # the Gaussian logit prior ½ λ ℓ², precision λ/φ, on each of the N K logits
         gate_prior = (0.5 * N * K, math.log(strength(hyper.log_lambda_sparse)))
+    elif isinstance(gate, BinaryGate):  # its logit prior ½ ρ (|ℓ| − 1)², precision ρ/φ
+        gate_prior = (0.5 * N * K, math.log(gate.logit_precision))
     else:
         gate_prior = None
-    return _Counts(N, p, K, dimension, smooth, flat, periodic, gate_prior)
+    on_off = (float(N * K), strength(hyper.log_lambda_sparse)) if isinstance(gate, BinaryGate) else None
+    return _Counts(N, p, K, dimension, smooth, flat, periodic, gate_prior, on_off)
 
 
 def _normalisers(c: _Counts, log_phi: float) -> tuple[float, float, float]:
@@ -340,6 +345,8 @@ def _normalisers(c: _Counts, log_phi: float) -> tuple[float, float, float]:
     ard = c.N * (sum(0.5 * (log_alpha - log_phi) for log_alpha in c.log_alpha_flat)
                  - sum(float(_log_i0(alpha * math.exp(-log_phi))) for alpha in c.alpha_periodic))
     gate = 0.0 if c.gate_prior is None else c.gate_prior[0] * (c.gate_prior[1] - log_phi)
+    if c.on_off is not None:  # each atom on with probability σ(−λ/φ): normaliser log(1 + e^(−λ/φ)) each
+        gate -= c.on_off[0] * float(np.logaddexp(0.0, -c.on_off[1] * math.exp(-log_phi)))
     return smooth, ard, gate
 
 
@@ -517,6 +524,9 @@ def _slope(c: _Counts, scaled: float, log_phi: float) -> float:
     von_mises = float(np.sum(kappas * i1e(kappas) / i0e(kappas))) if kappas.size else 0.0
     constant = 0.5 * (c.N * c.p - c.dimension + sum(count for _, count in c.smooth_rank) + c.N * len(c.log_alpha_flat))
     constant += 0.0 if c.gate_prior is None else c.gate_prior[0]
+    if c.on_off is not None:
+        u = c.on_off[1] * math.exp(-log_phi)
+        constant += c.on_off[0] * u * float(np.exp(-np.logaddexp(0.0, u)))  # N K (λ/φ) σ(−λ/φ)
     return -scaled * math.exp(-log_phi) + constant - c.N * von_mises
 
 

@@ -254,18 +254,24 @@ class SaeCirclesConfig(ExperimentConfig):
     """A manifold SAE with K = 2 circle atoms on two planted circles, against linear baselines.
 
     The data: ``two_circles`` (radii 1.0 and 1.1 in orthogonal random planes of R^p; 30% of rows
-    only A, 30% only B, 40% both; noise row RMS 4% of the signal's). Hyperparameters are fixed here.
+    only A, 30% only B, 40% both; noise row RMS 4% of the signal's). By default every strength is
+    selected by the Laplace criterion with the binary gate (each atom on or off at full amplitude,
+    any number on per row); ``select=false`` fits at the fixed ``log_*`` values instead.
     """
 
     rows: int = param(600, "training rows N (a second, held-out set of the same size is drawn too)", low=8)
     dimensions: int = param(24, "ambient dimension p", low=4, high=4096)
     harmonics: int = param(3, "Fourier harmonics H per circle atom (M = 2H + 1 basis functions)", low=1, high=16)
-    gate: str = param("threshold", "the gate", choices=("threshold", "softmax", "topk", "beta_bernoulli"))
+    gate: str = param("binary", "the gate", choices=("binary", "threshold", "softmax", "topk", "beta_bernoulli"))
+    select: bool = param(True, "select every strength by the Laplace criterion (else the log_* keys are used)")
+    evaluations: int = param(100, "criterion evaluations allowed to the outer search", low=1, high=10_000)
+    seconds: float = param(120.0, "wall-time budget of the outer search (s)", low=1.0)
     topk: int = param(2, "active atoms per row of the topk gate (1 <= k <= 2)", low=1, high=2)
-    log_lambda_sparse: float = param(-3.0, "log λ_sparse: the gate's strength, or the beta_bernoulli gate's log α; "
-                                                      "unused by topk, which has no sparsity strength", low=-30, high=30)
-    log_lambda_smooth: float = param(-4.0, "log λ_smooth of both atoms", low=-30, high=30)
-    log_ard: float = param(-6.0, "log α of every ARD axis (von Mises concentration on a circle)", low=-30, high=30)
+    log_lambda_sparse: float = param(-3.0, "log λ_sparse (select=false): the gate's strength, or the "
+                                                      "beta_bernoulli gate's log α", low=-30, high=30)
+    log_lambda_smooth: float = param(-4.0, "log λ_smooth of both atoms (select=false)", low=-30, high=30)
+    log_ard: float = param(-6.0, "log α of every ARD axis, a von Mises concentration (select=false)", low=-30,
+                           high=30)
     restarts: int = param(3, "keyed starts of the inner solve (the lowest penalised loss is kept)", low=1, high=64)
     linear_k: int = param(4, "active latents of the TopK linear SAE", low=1)
     linear_steps: int = param(3000, "training steps of the linear SAE", low=10)
@@ -295,7 +301,7 @@ def _circle_plane_metrics(model, encoding, truth) -> dict[str, list]:
             "circular_r2": [float(v) for v in circular], "activity_f1": [float(v) for v in f1]}
 
 
-@experiment("sae-circles", SaeCirclesConfig, quick={"restarts": 2, "linear_steps": 1000})
+@experiment("sae-circles", SaeCirclesConfig, quick={"restarts": 2, "linear_steps": 1000, "harmonics": 1})
 def sae_circles(config: SaeCirclesConfig, run: RunContext) -> None:
     """Two planted circles: a manifold SAE with two circle atoms against a linear SAE and PCA."""
     import time
@@ -308,6 +314,7 @@ def sae_circles(config: SaeCirclesConfig, run: RunContext) -> None:
     from superpose.sae.metrics import explained_variance
     from superpose.sae.model import fit_sae
     from superpose.sae.planted import two_circles
+    from superpose.sae.selection import SelectionBudget
 
     data_key, test_key, fit_key, linear_key = jax.random.split(run.key, 4)
     Z, truth = two_circles(data_key, config.rows, config.dimensions)
@@ -319,7 +326,11 @@ def sae_circles(config: SaeCirclesConfig, run: RunContext) -> None:
                                       log_lambda_smooth=config.log_lambda_smooth, log_ard=config.log_ard)
     start = time.perf_counter()
     gate = make_gate("topk", k=config.topk) if config.gate == "topk" else make_gate(config.gate)
-    fit = fit_sae(Z, atoms, gate, hyper, key=fit_key, restarts=config.restarts)
+    if config.select:
+        fit = fit_sae(Z, atoms, gate, "select", key=fit_key, restarts=config.restarts,
+                      budget=SelectionBudget(config.evaluations, config.seconds))
+    else:
+        fit = fit_sae(Z, atoms, gate, hyper, key=fit_key, restarts=config.restarts)
     seconds = time.perf_counter() - start
     model = fit.model
     model.save(run.out / "model")
@@ -343,6 +354,9 @@ def sae_circles(config: SaeCirclesConfig, run: RunContext) -> None:
         "activity_f1": per_circle["activity_f1"], "atom_of_circle": per_circle["atom_of_circle"],
         "baselines_r2": {name: {"in_sample": v[0], "held_out": v[1]} for name, v in baselines.items()},
         "linear_latents": latents, "seconds": seconds, "penalized_loss": fit.report.loss,
+        "selected": np.asarray(fit.hyperparameters.to_flat()).tolist(),
+        "selection_status": fit.selection.status if fit.selection is not None else "not selected (fixed strengths)",
+        "selection_evaluations": len(fit.selection.trace) if fit.selection is not None else 0,
         "restart_losses": fit.restart_losses, "converged": fit.report.converged,
         "iterations": fit.report.iterations, "gradient_norm": fit.report.gradient_norm,
     }
@@ -357,7 +371,9 @@ def sae_circles(config: SaeCirclesConfig, run: RunContext) -> None:
         f"with overlap ≥ {min(per_circle['plane_overlap']):.3f}, and whose coordinate recovers the planted angle "
         f"with circular R² ≥ {worst:.3f} (1 = the same angle up to rotation and reflection). The inner solve "
         f"{'converged' if fit.report.converged else 'did not converge'} after {fit.report.iterations} iterations "
-        f"(projected gradient norm {fit.report.gradient_norm:.2g}) in {seconds:.1f} s over {config.restarts} starts."
+        f"(projected gradient norm {fit.report.gradient_norm:.2g}) in {seconds:.1f} s over {config.restarts} starts"
+        + (f"; the strengths were selected by the Laplace criterion in {len(fit.selection.trace)} evaluations "
+           f"({fit.selection.status.split(' (')[0]})." if fit.selection is not None else " at fixed strengths.")
     )
 
 

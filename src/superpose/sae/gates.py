@@ -11,6 +11,7 @@ gate                activity a_ik                  penalty per row (× strength)
 ``topk``            σ(ℓ_ik) on the k largest ℓ_ik  ½ λ_sparse Σ ℓ² (the support is hard)       strength
 ``threshold``       ℓ_ik · σ((ℓ_ik − θ_k) / ε)     λ_sparse · Σ_k |a_ik| (gated L1)            strength
 ``beta_bernoulli``  σ(ℓ_ik)                        −Σ_k a log π_k + (1 − a) log(1 − π_k)       log α
+``binary``          1 where ℓ_ik > 0, else 0       λ_sparse · Σ_k a_ik + ½ ρ Σ (|ℓ| − 1)²      strength
 ==================  =============================  ==========================================  ==========
 
 ``threshold`` is JumpReLU with its jump relaxed by a sigmoid of width ε; its per-atom
@@ -170,14 +171,47 @@ class BetaBernoulliGate:
         return logits.at[..., atom].set(jnp.where(on, ON_LOGIT, OFF_LOGIT))
 
 
-Gate = SoftmaxGate | TopKGate | ThresholdGate | BetaBernoulliGate
+@dataclasses.dataclass(frozen=True)
+class BinaryGate:
+    """Activity exactly 1 where ``ℓ > 0`` and 0 elsewhere: each atom is on or off, at full amplitude.
+
+    Penalty per row: ``λ_sparse · Σ_k a_ik`` (an L0 count; as a prior, atom k is on with
+    probability σ(−λ_sparse/φ)) plus ``½ ρ Σ_k (|ℓ_ik| − 1)²`` (``logit_precision`` ρ), which holds
+    each logit at ±1: the data never see a logit, only its sign, so the row search switches atoms
+    and Newton steps leave them. With no amplitude to trade against the decoder, an atom cannot
+    turn its manifold into a cone, and any number of atoms can be on in a row.
+    """
+
+    logit_precision: float = 1.0
+    name: ClassVar[str] = "binary"
+    sparse_is_penalty_strength: ClassVar[bool] = True
+    learns_thresholds: ClassVar[bool] = False
+    initial_threshold: ClassVar[float] = 0.0  # thresholds are not used
+
+    def __post_init__(self) -> None:
+        positive_float(self.logit_precision, "logit_precision")
+
+    def activities(self, logits, thresholds):
+        return (logits > 0).astype(logits.dtype)
+
+    def penalty(self, logits, thresholds, log_sparse):
+        on = (logits > 0).astype(logits.dtype)
+        return (stable_exp(log_sparse) * jnp.sum(on, axis=-1)
+                + 0.5 * self.logit_precision * jnp.sum((jnp.abs(logits) - 1.0) ** 2, axis=-1))
+
+    def switched(self, logits, atom, on):
+        return logits.at[..., atom].set(jnp.where(on, 1.0, -1.0))
+
+
+Gate = SoftmaxGate | TopKGate | ThresholdGate | BetaBernoulliGate | BinaryGate
 GATE_TYPES: dict[str, type] = {
     "softmax": SoftmaxGate, "topk": TopKGate, "threshold": ThresholdGate, "beta_bernoulli": BetaBernoulliGate,
+    "binary": BinaryGate,
 }
 
 
 def make_gate(spec: str | Gate, num_atoms: int | None = None, **options) -> Gate:
-    """A gate from its name (``softmax``, ``topk``, ``threshold``, ``beta_bernoulli``) or itself.
+    """A gate from its name (``softmax``, ``topk``, ``threshold``, ``beta_bernoulli``, ``binary``) or itself.
 
     ``num_atoms`` checks a TopK gate's ``k`` against K (``1 <= k <= K``).
     """
@@ -196,4 +230,4 @@ def make_gate(spec: str | Gate, num_atoms: int | None = None, **options) -> Gate
     return gate
 
 
-__all__ = ["GATE_TYPES", "BetaBernoulliGate", "Gate", "SoftmaxGate", "ThresholdGate", "TopKGate", "make_gate"]
+__all__ = ["GATE_TYPES", "BetaBernoulliGate", "BinaryGate", "Gate", "SoftmaxGate", "ThresholdGate", "TopKGate", "make_gate"]

@@ -41,7 +41,7 @@ import numpy as np
 
 from superpose._validation import positive_float, positive_int
 from superpose.sae.criterion import CriterionValue, covariance_blocks, laplace_criterion
-from superpose.sae.gates import Gate, ThresholdGate, TopKGate
+from superpose.sae.gates import BinaryGate, Gate, ThresholdGate, TopKGate
 from superpose.sae.hyperparameters import SaeHyperparameters
 from superpose.sae.objective import SaeParams, coord_slices
 from superpose.sae.solve import SolveReport, solve
@@ -97,7 +97,7 @@ def selectable_strengths(atoms, gate: Gate, hyper: SaeHyperparameters) -> np.nda
     rank > 0; every flat ARD axis (a shared axis if any owner's is flat). Periodic ARD axes are
     held (:data:`LOG_KAPPA_FLOOR`), as are the softmax and Beta–Bernoulli gates' coordinates.
     """
-    mask = [isinstance(gate, (TopKGate, ThresholdGate))]
+    mask = [isinstance(gate, (TopKGate, ThresholdGate, BinaryGate))]
     mask += [atom.roughness_rank() > 0 for atom in atoms]
     if hyper.ard_layout == "per_atom":
         mask += [not atom.periodic[j] for atom in atoms for j in range(atom.dim)]
@@ -124,6 +124,10 @@ def _gate_strength_update(gate: Gate, params: SaeParams, hyper: SaeHyperparamete
         tau = float(np.einsum("nab,nba->", rows[:, :K, :K], curvature))
         denominator = total / phi + lam * tau
         return float(np.log(N * K) - np.log(denominator)) if denominator > 0 else log_sparse
+    if isinstance(gate, BinaryGate):  # V's own minimum over λ: σ(−λ/φ) = the fraction of atoms on
+        on = float(np.clip(np.mean(np.asarray(gate.activities(params.logits, params.thresholds))),
+                           0.5 / (N * K), 1 - 0.5 / (N * K)))
+        return math.log(phi) + math.log(math.log((1 - on) / on)) if on < 0.5 else log_sparse
     return log_sparse  # softmax (no normaliser) and Beta–Bernoulli (log α is not a strength)
 
 
@@ -212,10 +216,10 @@ def select_hyperparameters(
     halved back towards the best point, at most ``halvings`` times.
 
     Once no halving lowers V, a compass search takes over: each selectable log-strength
-    (:func:`selectable_strengths`) moves by ±size in turn and the first that lowers V is kept, then
-    pushed on, doubling, while V falls (towards the box's edge where V is monotone: the TopK gate's
-    logit precision on data whose amplitudes do not vary); a round without a success moves to the
-    next of :data:`COMPASS_SIZES`.
+    (:func:`selectable_strengths`) moves by ±size in turn and the first that lowers V by more than
+    ``tol`` nats is kept, then pushed on, doubling, while V falls (towards the box's edge where V is
+    monotone: the TopK gate's logit precision on data whose amplitudes do not vary); a round
+    without a success moves to the next of :data:`COMPASS_SIZES`.
     Ends "converged" when an accepted Fellner–Schall step lowered V by less than ``tol`` nats and
     the next moves no log-strength by more than 0.05, or when the compass's last size finds no
     lower V ("converged: no step lowers V": a minimum along every selectable log-strength to
@@ -256,13 +260,14 @@ def select_hyperparameters(
             return f"budget reached: {seconds:g} s after {len(trace)} evaluations"
         return None
 
-    def try_point(candidate_flat: np.ndarray) -> bool:
+    def try_point(candidate_flat: np.ndarray, margin: float = 0.0) -> bool:
+        """Evaluates a point; a lower V becomes the best point, but it counts as a move only below best − margin."""
         nonlocal best, gain
         candidate = evaluate(np.clip(candidate_flat, *box), best[2])
         if math.isfinite(candidate[0].value) and candidate[0].value < best[0].value:
             gain = best[0].value - candidate[0].value
             best = (*candidate, np.clip(candidate_flat, *box))
-            return True
+            return gain > margin
         return False
 
     selectable = np.flatnonzero(selectable_strengths(atoms, gate, hyper))
@@ -294,7 +299,7 @@ def select_hyperparameters(
                 if moved or out_of_budget() is not None:
                     break
                 direction = sign * size * np.eye(flat.size)[j]
-                moved = try_point(flat + direction)
+                moved = try_point(flat + direction, tol)  # a compass step must gain at least tol nats
                 while moved and out_of_budget() is None and best[4][j] not in box:
                     direction = 2.0 * direction
                     if not try_point(best[4] + direction):
@@ -304,7 +309,7 @@ def select_hyperparameters(
             if size_index == len(COMPASS_SIZES):
                 status, converged = ("converged: no step lowers V (the Fellner–Schall step halved "
                                      f"{halvings} times, then no selectable log-strength moved by "
-                                     f"±{COMPASS_SIZES[-1]:g})"), True
+                                     f"±{COMPASS_SIZES[-1]:g} lowered it by more than {tol:g} nats)"), True
                 break
     else:
         status = ended
