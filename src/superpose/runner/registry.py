@@ -49,7 +49,7 @@ EXPECTED_SECONDS: Mapping[str, Mapping[str, float]] = {
     "recall-choice-rule": {"full": 60.0, "quick": 3.0},
     "scales-stability": {"full": 21.0, "quick": 6.0},
     "sae-circles": {"full": 150.0, "quick": 46.7},
-    "sae-sweep": {"full": 354.0, "quick": 37.3},
+    "sae-sweep": {"full": 213.0, "quick": 37.3},
     "sae-toy": {"full": 13.0, "quick": 6.3},
     "sae-grokking": {"full": 62.0, "quick": 20.0},
 }
