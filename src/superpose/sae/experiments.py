@@ -21,10 +21,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from superpose.runner import ExperimentConfig, RunContext, experiment, param
+from superpose.sae.absorption import fit_linear_sae as _fit_sae
+from superpose.sae.absorption import toy_rows as _toy_rows
+from superpose.sae.absorption import toy_structure as _toy_structure
+from superpose.sae.absorption import train_toy as _train_toy
 from superpose.sae import figures
 from superpose.sae.figures import TOY_SETTINGS, nan_mean as _mean
 from superpose.sae.linear import SAE_KINDS, LinearSaeConfig, train_linear_sae
-from superpose.sae.metrics import match_atoms, mmcs
+from superpose.sae.metrics import match_atoms
 
 
 # -- sae-toy ---------------------------------------------------------------------------------------
@@ -75,98 +79,6 @@ class SaeToyConfig(ExperimentConfig):
                              "nothing would be superposed")
         if "topk" in self.kinds and self.k > self.latents:
             raise ValueError(f"k = {self.k} must be at most the number of SAE latents ({self.latents})")
-
-
-def _toy_structure(config: SaeToyConfig):
-    """(parents list, conditional densities, marginal densities, (parent, child) pairs, labels)."""
-    parents, conditional, labels, pairs = [], [], [], []
-    for i in range(config.parents):
-        parent = len(parents)
-        parents.append(-1)
-        conditional.append(config.parent_density)
-        labels.append(f"P{i + 1}")
-        for c in range(config.children):
-            pairs.append((parent, len(parents)))
-            parents.append(parent)
-            conditional.append(config.child_density)
-            labels.append(f"P{i + 1}.c{c + 1}")
-    for i in range(config.independent):
-        parents.append(-1)
-        conditional.append(config.independent_density)
-        labels.append(f"I{i + 1}")
-    marginal = [d if p == -1 else d * config.parent_density for p, d in zip(parents, conditional)]
-    return parents, conditional, marginal, pairs, labels
-
-
-def _toy_features(config: SaeToyConfig, setting: str):
-    from superpose.toy import make_features
-
-    parents, conditional, marginal, _, _ = _toy_structure(config)
-    if setting == "hierarchical":
-        return make_features(np.asarray([conditional], np.float32), parents)
-    return make_features(np.asarray([marginal], np.float32))
-
-
-def _train_toy(config: SaeToyConfig, setting: str, key) -> dict[str, np.ndarray]:
-    from superpose.toy import init_params, train
-
-    features = _toy_features(config, setting)
-    k_init, k_data = jax.random.split(key)
-    params = init_params(k_init, 1, config.features, config.hidden)
-    result = train(k_data, params, features, np.ones((1, config.features), np.float32), steps=config.toy_steps,
-                   batch=1024, learning_rate=config.toy_learning_rate, schedule="cosine")
-    W = np.asarray(result.params.W[0])  # (m, n): feature i's direction in hidden space is W[:, i]
-    return {"W": W, "norms": np.linalg.norm(W, axis=0), "final_loss": np.asarray(result.losses[-1, 0])}
-
-
-def _toy_rows(config: SaeToyConfig, setting: str, W: np.ndarray, key) -> tuple[np.ndarray, np.ndarray]:
-    """Feature values x (rows, n) and the toy's hidden activations h = W x (rows, m)."""
-    from superpose.toy import sample
-
-    x = np.asarray(sample(key, _toy_features(config, setting), config.rows)[:, 0, :])
-    return x, x @ W.T
-
-
-def _match(cosines: np.ndarray) -> np.ndarray:
-    """The latent matched to each feature (one-to-one, largest total cosine; Hungarian).
-
-    ``latents_per_feature >= 1`` gives at least as many latents as features, so every feature
-    has one.
-    """
-    matching = match_atoms(cosines.T)  # fitted = latents, planted = features
-    matched = np.empty(cosines.shape[0], int)
-    matched[np.asarray(matching.planted)] = matching.fitted
-    return matched
-
-
-def _fit_sae(config: SaeToyConfig, kind: str, x, h, directions, represented, pairs, key) -> dict[str, np.ndarray]:
-    """Trains one SAE on h and measures recovery and, for every (parent, child) pair, absorption."""
-    sae_config = LinearSaeConfig(kind=kind, num_latents=config.latents, k=config.k, l1=config.l1, l0=config.l0,
-                                 learning_rate=config.sae_learning_rate, batch_size=config.sae_batch,
-                                 steps=config.sae_steps)
-    result = train_linear_sae(jnp.asarray(h), sae_config, key)
-    decoder = np.asarray(result.sae.W_dec)
-    cosines = directions @ decoder.T  # (n, L): true feature against latent
-    matched = _match(np.where(represented[:, None], cosines, -2.0))
-    codes = np.asarray(result.sae.encode(jnp.asarray(h)))
-    absorption, silent_both, child_parent_cos, parent_child_cos = [], [], [], []
-    for parent, child in pairs:
-        lp, lc = matched[parent], matched[child]
-        on = x[:, parent] > 0
-        both = on & (x[:, child] > 0)
-        absorption.append(np.mean((codes[on, lp] == 0) & (codes[on, lc] > 0)) if on.any() else np.nan)
-        silent_both.append(np.mean(codes[both, lp] == 0) if both.any() else np.nan)
-        child_parent_cos.append(cosines[parent, lc])
-        parent_child_cos.append(cosines[child, lp])
-    return {
-        "cosines": cosines, "matched": matched, "loss_trace": np.asarray(result.loss_trace),
-        "mmcs": np.asarray(mmcs(decoder.T, directions[represented].T)),
-        "max_cosine": cosines.max(axis=1), "fvu": np.asarray(result.fvu), "l0": np.asarray(result.l0),
-        "dead": np.asarray(int(np.sum(result.dead_latents))),
-        "absorption": np.asarray(absorption, float), "parent_silent_when_both": np.asarray(silent_both, float),
-        "child_latent_parent_cosine": np.asarray(child_parent_cos, float),
-        "parent_latent_child_cosine": np.asarray(parent_child_cos, float),
-    }
 
 
 @experiment("sae-toy", SaeToyConfig, quick={"toy_steps": 1500, "rows": 8192, "sae_steps": 1500, "sae_seeds": 1})
