@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,10 +26,18 @@ from superpose._validation import finite_matrix, positive_int
 from superpose.numerics.precision import float64_enabled
 from superpose.runner import files
 from superpose.sae.atoms import make_atom
+from superpose.sae.criterion import laplace_criterion
 from superpose.sae.gates import GATE_TYPES, Gate, make_gate
 from superpose.sae.hyperparameters import SaeHyperparameters, seed_from_dispersion
 from superpose.sae.init import dense_params, initial_params
 from superpose.sae.objective import SaeParams, decode, num_coords, wrap_coords
+from superpose.sae.selection import (
+    LOG_KAPPA_FLOOR,
+    SelectionBudget,
+    SelectionResult,
+    merge_selections,
+    select_hyperparameters,
+)
 from superpose.sae.solve import SolveReport, solve
 
 PRECISIONS = ("float64", "float32")
@@ -179,7 +188,7 @@ class SaeFit(NamedTuple):
     report: SolveReport  # how the best start's inner solve ended
     restart_losses: np.ndarray  # the final penalised loss of every start
     hyperparameters: SaeHyperparameters
-    selection: Any = None  # a superpose.sae.selection.SelectionResult when the strengths were selected
+    selection: SelectionResult | None = None  # how the strengths were selected (None: they were given)
 
 
 def fit_sae(
@@ -191,7 +200,7 @@ def fit_sae(
     key: jax.Array,
     restarts: int = 4,
     dense_start: bool = False,
-    budget: Any = None,
+    budget: SelectionBudget | None = None,
     max_iterations: int = 100,
     tol: float = 1e-7,
     grid_points: int = 48,
@@ -239,13 +248,9 @@ def fit_sae(
     if select and hyperparameters != "select":
         raise ValueError(f"hyperparameters must be SaeHyperparameters, None or 'select', got {hyperparameters!r}")
     if select:
-        from superpose.sae.selection import SelectionBudget
-
         budget = SelectionBudget() if budget is None else budget
         if not isinstance(budget, SelectionBudget):
             raise TypeError(f"budget must be a SelectionBudget, got {type(budget).__name__}")
-        from superpose.sae.selection import LOG_KAPPA_FLOOR
-
         ard = [[LOG_KAPPA_FLOOR if periodic else SELECTION_START["log_ard"] for periodic in atom.periodic]
                for atom in atoms]
         start = SaeHyperparameters.create(dims, log_lambda_sparse=SELECTION_START["log_lambda_sparse"],
@@ -303,11 +308,6 @@ def _select(atoms, gate, data, Zj, params, hyperparameters, key, restarts, dtype
     """The outer search, then the keyed starts again at the selected point; a start that scores a lower V
     there resumes the search (once). (A lower loss is not enough: at small λ_smooth, fresh starts find
     charts that wind twice or warp, with a lower loss and a higher V than the path's continuation.)"""
-    import time
-
-    from superpose.sae.criterion import laplace_criterion
-    from superpose.sae.selection import SelectionBudget, merge_selections, select_hyperparameters
-
     began = time.perf_counter()
     selection = select_hyperparameters(atoms, gate, params, hyperparameters, Zj, budget=budget,
                                        inner_iterations=solve_options["max_iterations"], progress=tick)

@@ -334,10 +334,11 @@ def solve(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, *, max_iteratio
         elif joint and change < tol and not stalled:
             checked, checked_loss = iterate(atoms, gate, params, hyper, Z, grid_points=grid_points, newton_steps=0,
                                             search=True, update_decoders=False)
-            escaped, escaped_loss = escape_saddles(atoms, gate, params, hyper, Z)
             if float(checked_loss) < loss - 1e-4 * abs(loss):  # a row jumped: keep solving
                 params, previous, joint = checked, float(checked_loss), False
-            elif float(escaped_loss) < loss - 1e-9 * abs(loss):  # a row left a saddle: keep solving
+                continue
+            escaped, escaped_loss = escape_saddles(atoms, gate, params, hyper, Z)  # only when no row jumped
+            if float(escaped_loss) < loss - 1e-9 * abs(loss):  # a row left a saddle: keep solving
                 params, previous, mu = escaped, float(escaped_loss), 1e-3
             else:
                 converged = True
