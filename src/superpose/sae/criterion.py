@@ -90,11 +90,15 @@ from superpose.sae.objective import (
 from superpose.sae.structure import (
     ArrowBlocks,
     InverseBlocks,
+    RowFactor,
     arrow_blocks,
     arrow_spectra,
+    factor_rows,
     global_vector,
     inverse_blocks,
+    invert_rows,
     log_abs_det,
+    solve_rows,
 )
 
 #: half-width, in log φ, of the dispersion's search around log(mean squared residual per entry)
@@ -208,24 +212,21 @@ def _gauge_vectors(atoms, params: SaeParams, p: int, spec, generators):
     return jnp.stack(rows), jnp.stack(globals_)
 
 
-def _gauge_curvatures(blocks: ArrowBlocks, row_parts, global_parts) -> Array:
+def _gauge_curvatures(blocks: ArrowBlocks, factor: RowFactor, row_parts, global_parts) -> Array:
     """h_c = ‖v‖⁴ / (vᵀ H⁻¹ v) per gauge v: its curvature with every other direction integrated out.
 
     H⁻¹ v by block elimination on the arrow: x_G = S⁻¹(v_G − Σ_i H_Giᵀ H_ii⁻¹ v_i),
-    x_i = H_ii⁻¹ (v_i − H_iG x_G).
+    x_i = H_ii⁻¹ (v_i − H_iG x_G). Row solves come from ``factor`` (no further batched LAPACK call).
     """
-    solved_cross = jnp.linalg.solve(blocks.rows, blocks.cross)  # (N, q, P)
+    solved_cross = solve_rows(factor, blocks.cross)  # (N, q, P)
     schur = blocks.globals_ - jnp.einsum("nqp,nqr->pr", blocks.cross, solved_cross)
-
-    def one(v_rows, v_global):
-        solved_rows = jnp.linalg.solve(blocks.rows, v_rows[..., None])[..., 0]  # (N, q)
-        x_global = jnp.linalg.solve(schur, v_global - jnp.einsum("nqp,nq->p", blocks.cross, solved_rows))
-        x_rows = solved_rows - jnp.einsum("nqp,p->nq", solved_cross, x_global)
-        quadratic = jnp.sum(v_rows * x_rows) + jnp.dot(v_global, x_global)
-        norm2 = jnp.sum(v_rows**2) + jnp.sum(v_global**2)
-        return norm2**2 / quadratic
-
-    return jax.vmap(one)(row_parts, global_parts)
+    solved_rows = jax.vmap(lambda v: solve_rows(factor, v[..., None])[..., 0])(row_parts)  # (S, N, q)
+    rhs = global_parts - jnp.einsum("nqp,snq->sp", blocks.cross, solved_rows)  # (S, P)
+    x_global = jnp.linalg.solve(schur, rhs.T).T  # one P × P solve with S right-hand sides
+    x_rows = solved_rows - jnp.einsum("nqp,sp->snq", solved_cross, x_global)
+    quadratic = jnp.sum(row_parts * x_rows, axis=(1, 2)) + jnp.sum(global_parts * x_global, axis=1)
+    norm2 = jnp.sum(row_parts**2, axis=(1, 2)) + jnp.sum(global_parts**2, axis=1)
+    return norm2**2 / quadratic
 
 
 @functools.partial(jax.jit, static_argnames=("atoms", "gate", "gauge_spec"))
@@ -238,9 +239,10 @@ def _pieces(atoms, gate, params: SaeParams, hyper, Z, gauge_spec=(), generators=
     smooth = smoothness_penalty(atoms, params.decoders, hyper.log_lambda_smooth)
     p, K = Z.shape[1], params.logits.shape[1]
     blocks, basis, global_basis = _identifiable(atoms, gate, arrow_blocks(atoms, gate, params, hyper, Z), p, K)
+    factor = factor_rows(blocks.rows)  # the one batched LAPACK call (see RowFactor)
     columns, _ = _periodic_columns(atoms)
     if columns:  # each periodic coordinate's curvature with the rest of its row integrated out (globals held)
-        inverse = jnp.linalg.inv(blocks.rows)
+        inverse = invert_rows(factor)
         if basis is not None:
             inverse = jnp.einsum("qa,nab,rb->nqr", basis, inverse, basis)
         periodic_curvature = 1.0 / jnp.diagonal(inverse, axis1=1, axis2=2)[:, jnp.asarray(columns)]
@@ -251,10 +253,10 @@ def _pieces(atoms, gate, params: SaeParams, hyper, Z, gauge_spec=(), generators=
         if basis is not None:
             row_parts = jnp.einsum("snq,qa->sna", row_parts, basis)
         global_parts = global_parts[:, global_basis]
-        gauge_curvature = _gauge_curvatures(blocks, row_parts, global_parts)
+        gauge_curvature = _gauge_curvatures(blocks, factor, row_parts, global_parts)
     else:
         gauge_curvature = jnp.zeros((0,), Z.dtype)
-    spectra = arrow_spectra(blocks)  # one eigendecomposition each: log|det| and definiteness from it
+    spectra = arrow_spectra(blocks, factor)  # log|det| and definiteness from the same eigenvalues
     return dict(fit=fit, gate_penalty=gate_penalty, ard=ard, smooth=smooth, row_min=spectra.rows[:, 0],
                 row_log_abs=log_abs_det(spectra.rows), schur_log_abs=log_abs_det(spectra.schur),
                 schur_eigenvalues=spectra.schur,

@@ -36,7 +36,7 @@ import numpy as np
 from jaxtyping import Array
 
 from superpose.sae.gates import Gate
-from superpose.sae.structure import arrow_blocks, global_vector, with_globals
+from superpose.sae.structure import arrow_blocks, factor_rows, global_vector, solve_rows, with_globals
 from superpose.sae.objective import (
     decoder_penalty_matrix,
     design_matrix,
@@ -215,7 +215,7 @@ def joint_newton(atoms, gate, params: SaeParams, hyper, Z, mu, value, *, steps: 
 
     The system ``(H + μI) Δ = g`` is solved by eliminating the row blocks (N solves of q × q)
     and factoring the P × P Schur complement; a step is kept only where the loss falls (or a
-    factorisation fails), and μ shrinks after a kept step and grows after a rejected one.
+    row block is not positive definite), and μ shrinks after a kept step and grows after a rejected one.
     ``value`` is ℓ_pen at ``params`` (the caller has it). Returns (params, loss, μ).
     """
     K = params.logits.shape[1]
@@ -224,13 +224,12 @@ def joint_newton(atoms, gate, params: SaeParams, hyper, Z, mu, value, *, steps: 
         blocks = arrow_blocks(atoms, gate, current, hyper, Z)
         g_global, g_rows = _gradients(atoms, gate, current, hyper, Z)
         q = blocks.rows.shape[-1]
-        A = blocks.rows + mu * jnp.eye(q, dtype=blocks.rows.dtype)
-        chol = jnp.linalg.cholesky(A)
-        solve_rows = jax.vmap(lambda c, b: jax.scipy.linalg.cho_solve((c, True), b))
-        cross = solve_rows(chol, blocks.cross)  # (N, q, P)
-        grow = solve_rows(chol, g_rows[..., None])[..., 0]  # (N, q)
+        # one batched eigendecomposition serves every row solve (see structure.RowFactor)
+        factor = factor_rows(blocks.rows + mu * jnp.eye(q, dtype=blocks.rows.dtype))
+        cross = solve_rows(factor, blocks.cross)  # (N, q, P)
+        grow = solve_rows(factor, g_rows[..., None])[..., 0]  # (N, q)
         P = blocks.globals_.shape[0]
-        schur = blocks.globals_ + mu * jnp.eye(P, dtype=A.dtype) - jnp.einsum("nqp,nqr->pr", blocks.cross, cross)
+        schur = blocks.globals_ + mu * jnp.eye(P, dtype=blocks.rows.dtype) - jnp.einsum("nqp,nqr->pr", blocks.cross, cross)
         rhs = g_global - jnp.einsum("nqp,nq->p", blocks.cross, grow)
         d_global = jnp.linalg.solve(schur, rhs)
         d_rows = grow - jnp.einsum("nqp,p->nq", cross, d_global)
@@ -240,7 +239,7 @@ def joint_newton(atoms, gate, params: SaeParams, hyper, Z, mu, value, *, steps: 
         proposal = proposal._replace(logits=new_rows[:, :K], coords=wrap_coords(atoms, new_rows[:, K:]))
         if gate.learns_thresholds:
             proposal = proposal._replace(thresholds=jnp.maximum(proposal.thresholds, 0.0))
-        ok = jnp.all(jnp.isfinite(d_global)) & jnp.all(jnp.isfinite(d_rows))
+        ok = jnp.all(factor.values[:, 0] > 0) & jnp.all(jnp.isfinite(d_global)) & jnp.all(jnp.isfinite(d_rows))
         return proposal, ok
 
     def body(_, carry):

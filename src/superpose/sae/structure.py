@@ -90,9 +90,40 @@ def arrow_blocks(atoms, gate: Gate, params: SaeParams, hyper, Z: Float[Array, "N
     return ArrowBlocks(H_rr, jnp.swapaxes(H_Gr, 1, 2), H_GG)
 
 
-def schur_complement(blocks: ArrowBlocks) -> Float[Array, "P P"]:
+class RowFactor(NamedTuple):
+    """The eigendecomposition of every row block ``H_ii = V diag(w) Vᵀ``.
+
+    Every solve with, and inverse of, the row blocks is read from this one batched LAPACK call.
+    jaxlib 0.10's batched CPU kernels deadlock XLA's thread pool when two of them run at once
+    (see :mod:`superpose`), so a compiled function here makes at most one, and the rest of its
+    linear algebra (einsums and single P × P matrices) depends on it.
+    """
+
+    values: Float[Array, "N q"]  # ascending
+    vectors: Float[Array, "N q q"]
+
+
+def factor_rows(rows: Float[Array, "N q q"]) -> RowFactor:
+    """One batched symmetric eigendecomposition of the row blocks."""
+    values, vectors = jnp.linalg.eigh(rows)
+    return RowFactor(values, vectors)
+
+
+def solve_rows(factor: RowFactor, rhs: Float[Array, "N q m"]) -> Float[Array, "N q m"]:
+    """``H_ii⁻¹ rhs_i`` for every row (the blocks must be invertible)."""
+    projected = jnp.einsum("nab,nam->nbm", factor.vectors, rhs) / factor.values[..., None]
+    return jnp.einsum("nab,nbm->nam", factor.vectors, projected)
+
+
+def invert_rows(factor: RowFactor) -> Float[Array, "N q q"]:
+    """``H_ii⁻¹`` for every row."""
+    return jnp.einsum("nab,nb,ncb->nac", factor.vectors, 1.0 / factor.values, factor.vectors)
+
+
+def schur_complement(blocks: ArrowBlocks, factor: RowFactor | None = None) -> Float[Array, "P P"]:
     """``S_G = H_GG − Σ_i H_Gi H_ii⁻¹ H_iG`` (every H_ii must be invertible)."""
-    solved = jnp.linalg.solve(blocks.rows, blocks.cross)  # (N, q, P)
+    factor = factor_rows(blocks.rows) if factor is None else factor
+    solved = solve_rows(factor, blocks.cross)  # (N, q, P)
     return blocks.globals_ - jnp.einsum("nqp,nqr->pr", blocks.cross, solved)
 
 
@@ -105,10 +136,10 @@ class InverseBlocks(NamedTuple):
 
 def inverse_blocks(blocks: ArrowBlocks) -> InverseBlocks:
     """The diagonal blocks of H⁻¹ from the arrow structure (H must be invertible)."""
-    schur_inverse = jnp.linalg.inv(schur_complement(blocks))
-    row_inverse = jnp.linalg.inv(blocks.rows)
-    X = jnp.einsum("nab,nbp->nap", row_inverse, blocks.cross)
-    return InverseBlocks(row_inverse + jnp.einsum("nap,pr,nbr->nab", X, schur_inverse, X), schur_inverse)
+    factor = factor_rows(blocks.rows)
+    schur_inverse = jnp.linalg.inv(schur_complement(blocks, factor))
+    X = solve_rows(factor, blocks.cross)
+    return InverseBlocks(invert_rows(factor) + jnp.einsum("nap,pr,nbr->nab", X, schur_inverse, X), schur_inverse)
 
 
 class ArrowSpectra(NamedTuple):
@@ -118,9 +149,10 @@ class ArrowSpectra(NamedTuple):
     schur: Float[Array, " P"]  # of S_G, ascending
 
 
-def arrow_spectra(blocks: ArrowBlocks) -> ArrowSpectra:
-    """One symmetric eigendecomposition of the row blocks and one of the Schur complement."""
-    return ArrowSpectra(jnp.linalg.eigvalsh(blocks.rows), jnp.linalg.eigvalsh(schur_complement(blocks)))
+def arrow_spectra(blocks: ArrowBlocks, factor: RowFactor | None = None) -> ArrowSpectra:
+    """The row blocks' eigenvalues (from ``factor``) and one eigendecomposition of the Schur complement."""
+    factor = factor_rows(blocks.rows) if factor is None else factor
+    return ArrowSpectra(factor.values, jnp.linalg.eigvalsh(schur_complement(blocks, factor)))
 
 
 def log_abs_det(eigenvalues: Array) -> Array:
@@ -147,5 +179,5 @@ def log_det_hessian(atoms, gate: Gate, params: SaeParams, hyper, Z: Float[Array,
     return LogDeterminant(sign, jnp.sum(row_logdet) + schur_logdet, row_logdet, spectra.rows[:, 0] > 0, schur_logdet)
 
 
-__all__ = ["ArrowBlocks", "ArrowSpectra", "InverseBlocks", "inverse_blocks", "LogDeterminant", "arrow_blocks", "arrow_spectra", "log_abs_det", "global_vector", "log_det_hessian", "schur_complement",
+__all__ = ["ArrowBlocks", "ArrowSpectra", "InverseBlocks", "RowFactor", "factor_rows", "invert_rows", "solve_rows", "inverse_blocks", "LogDeterminant", "arrow_blocks", "arrow_spectra", "log_abs_det", "global_vector", "log_det_hessian", "schur_complement",
            "with_globals"]
