@@ -4,7 +4,13 @@ Rows are assigned to atoms by K-subspaces clustering: starting from scikit-learn
 labels and from random labels (all seeded from the key), each group's affine principal
 subspace (as many components as the atom's chart needs) is fitted and every row moves to the
 group whose subspace leaves the smallest residual; the assignment with the smallest total
-residual wins. k-means alone splits a circle into arcs, while its points share one plane. Atom
+residual wins. k-means alone splits a circle into arcs, while its points share one plane.
+Where rows are sums of several manifolds (superposition), the rows that use two atoms fit no
+single subspace and drag every group's fit: a second candidate is found by a sequential
+subspace search (:func:`sequential_subspaces`: local PCA of random rows' neighbourhoods, grown
+to every row within a noise threshold, the largest taken first, its rows removed) refined by
+trimmed K-subspaces (each group's subspace fitted to its better-fitting half), and the two
+candidates are compared by the trimmed cost (the residuals of the best-fitting half of the rows). Atom
 k starts switched on for its group and off elsewhere, and each row's coordinate on atom k is
 read off the principal components of that group: a periodic axis takes the angle of the next two
 component scores, a bounded axis the next score mapped through the cluster's 2%–98% quantiles
@@ -80,6 +86,96 @@ def _k_subspaces(X: np.ndarray, dims: list[int], starts: list[np.ndarray], itera
     return best
 
 
+def _subspace(rows: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mean (p,), orthonormal basis (d, p)) of the affine principal subspace of ``rows``."""
+    mean = rows.mean(axis=0)
+    return mean, np.linalg.svd(rows - mean, full_matrices=False)[2][:d]
+
+
+def _residuals(X: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """Squared distances (N,) of the rows to the affine subspace ``mean + span(basis)``."""
+    centred = X - mean
+    return np.maximum(np.sum(centred**2, 1) - np.sum((centred @ basis.T) ** 2, 1), 0.0)
+
+
+TRIM_KEEP = 0.5  # trimmed K-subspaces fit each group's subspace to this fraction of its rows
+
+
+def trimmed_cost(residuals: np.ndarray, keep: float = TRIM_KEEP) -> float:
+    """The sum of the smallest ``keep`` fraction of the rows' residuals (N,)."""
+    return float(np.sort(residuals)[: max(1, int(keep * residuals.shape[0]))].sum())
+
+
+def trimmed_k_subspaces(X: np.ndarray, dims: list[int], labels: np.ndarray, iterations: int = 50,
+                        keep: float = TRIM_KEEP) -> tuple[np.ndarray, np.ndarray]:
+    """K-subspaces in which each group's subspace is fitted to its ``keep`` best-fitting rows.
+
+    Robust to rows that no single subspace explains (a sum of two manifolds). Returns (labels
+    (N,), each row's residual to its group (N,)).
+    """
+    own = None
+    for _ in range(iterations):
+        residuals = np.empty((X.shape[0], len(dims)))
+        for k, d in enumerate(dims):
+            member = labels == k
+            rows = X[member]
+            if own is not None and rows.shape[0] > 4 * (d + 1):
+                rows = rows[own[member] <= np.quantile(own[member], keep)]
+            if rows.shape[0] <= d:  # an empty group: reseed it from the worst-fitted rows
+                worst = own if own is not None else -np.linalg.norm(X, axis=1)
+                rows = X[np.argsort(worst)[-(d + 1) * 4:]]
+            residuals[:, k] = _residuals(X, *_subspace(rows, d))
+        new = np.argmin(residuals, axis=1)
+        own = residuals[np.arange(X.shape[0]), new]
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    return labels, own
+
+
+def sequential_subspaces(X: np.ndarray, dims: list[int], rng: np.random.Generator, candidates: int = 100,
+                         neighbours: int = 40, factor: float = 9.0, refits: int = 5) -> np.ndarray:
+    """Labels (N,) from subspaces found one at a time, the one explaining the most rows first.
+
+    Each of ``candidates`` random rows gives a local subspace (PCA of its ``neighbours``
+    nearest rows); the noise threshold τ is ``factor`` times the 10% quantile of those local
+    fits' median residuals. A candidate grows to every still-unexplained row within τ of its
+    subspace (refitted ``refits`` times); the one with the most rows is kept, its rows are
+    removed, and the next atom's subspace is searched the same way. Rows then go to the nearest
+    subspace. Scale-free: τ comes from the data.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    n = X.shape[0]
+    neighbours = min(neighbours, n)
+    search = NearestNeighbors(n_neighbors=neighbours).fit(X)
+    seeds = rng.choice(n, size=min(candidates, n), replace=False)
+    local = search.kneighbors(X[seeds], return_distance=False)  # (C, neighbours)
+    fits = {d: [_subspace(X[nb], d) for nb in local] for d in sorted(set(dims))}
+    spread = [np.median(_residuals(X[nb], *fit)) for nb, fit in zip(local, fits[max(dims)])]
+    tau = factor * max(float(np.quantile(spread, 0.1)), np.finfo(float).tiny)
+    free, subspaces = np.ones(n, bool), []
+    for d in dims:
+        best_count, best = -1, None
+        for nb, (mean, basis) in zip(local, fits[d]):
+            if free[nb].mean() <= 0.5:  # a neighbourhood mostly explained already
+                continue
+            inliers = nb
+            for _ in range(refits):
+                grown = np.flatnonzero((_residuals(X, mean, basis) <= tau) & free)
+                if grown.shape[0] <= d + 1:
+                    break
+                inliers = grown
+                mean, basis = _subspace(X[inliers], d)
+            if inliers.shape[0] > best_count:
+                best_count, best = inliers.shape[0], (mean, basis, inliers)
+        if best is None:  # every neighbourhood explained: reuse the first candidate's subspace
+            best = (*fits[d][0], local[0])
+        subspaces.append(best[:2])
+        free[best[2]] = False
+    return np.argmin(np.stack([_residuals(X, *fit) for fit in subspaces], axis=1), axis=1)
+
+
 def dense_coordinates(atoms, Z: np.ndarray) -> np.ndarray:
     """Charts (N, Σ d_k) read off successive principal components of the whole data.
 
@@ -140,6 +236,12 @@ def initial_params(atoms, gate: Gate, Z: np.ndarray, key: jax.Array, dtype=jnp.f
     needs = [min(_components_needed(atom), p) for atom in atoms]
     kmeans = KMeans(n_clusters=K, n_init=3, random_state=seed).fit_predict(centred)
     labels = _k_subspaces(centred, needs, [kmeans] + [rng.integers(K, size=n) for _ in range(SUBSPACE_STARTS)])
+    if K > 1:  # the superposition-robust candidate, kept where its trimmed cost is lower
+        robust, robust_own = trimmed_k_subspaces(centred, needs, sequential_subspaces(centred, needs, rng))
+        plain_own = np.stack([_residuals(centred, *_subspace(centred[labels == k], d)) if np.sum(labels == k) > d
+                              else np.full(n, np.inf) for k, d in enumerate(needs)], axis=1)[np.arange(n), labels]
+        if trimmed_cost(robust_own) < trimmed_cost(plain_own):
+            labels = robust
     coords = []
     for k, atom in enumerate(atoms):
         member = labels == k
