@@ -58,6 +58,7 @@ class SoftmaxGate:
     name: ClassVar[str] = "softmax"
     sparse_is_penalty_strength: ClassVar[bool] = True
     learns_thresholds: ClassVar[bool] = False
+    allows_several: ClassVar[bool] = False  # more than one atom can be on in a row
     initial_threshold: ClassVar[float] = 0.0  # thresholds are not used
 
     def __post_init__(self) -> None:
@@ -94,6 +95,11 @@ class TopKGate:
     def __post_init__(self) -> None:
         positive_int(self.k, "k")
 
+    @property
+    def allows_several(self) -> bool:
+        """More than one atom can be on in a row (k ≥ 2)."""
+        return self.k >= 2
+
     def activities(self, logits, thresholds):
         """Exactly k active atoms per row (ties go to the lower index)."""
         chosen = jax.lax.top_k(jax.lax.stop_gradient(logits), self.k)[1]  # (..., k)
@@ -118,6 +124,7 @@ class ThresholdGate:
     name: ClassVar[str] = "threshold"
     sparse_is_penalty_strength: ClassVar[bool] = True
     learns_thresholds: ClassVar[bool] = True
+    allows_several: ClassVar[bool] = True  # more than one atom can be on in a row
 
     def __post_init__(self) -> None:
         positive_float(self.width, "width")
@@ -146,6 +153,7 @@ class BetaBernoulliGate:
     name: ClassVar[str] = "beta_bernoulli"
     sparse_is_penalty_strength: ClassVar[bool] = False
     learns_thresholds: ClassVar[bool] = False
+    allows_several: ClassVar[bool] = True  # more than one atom can be on in a row
     initial_threshold: ClassVar[float] = 0.0  # thresholds are not used
 
     def __post_init__(self) -> None:
@@ -186,6 +194,7 @@ class BinaryGate:
     name: ClassVar[str] = "binary"
     sparse_is_penalty_strength: ClassVar[bool] = True
     learns_thresholds: ClassVar[bool] = False
+    allows_several: ClassVar[bool] = True  # more than one atom can be on in a row
     initial_threshold: ClassVar[float] = 0.0  # thresholds are not used
 
     def __post_init__(self) -> None:

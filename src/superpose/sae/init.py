@@ -10,7 +10,8 @@ single subspace and drag every group's fit: a second candidate is found by a seq
 subspace search (:func:`sequential_subspaces`: local PCA of random rows' neighbourhoods, grown
 to every row within a noise threshold, the largest taken first, its rows removed) refined by
 trimmed K-subspaces (each group's subspace fitted to its better-fitting half), and the two
-candidates are compared by the trimmed cost (the residuals of the best-fitting half of the rows). Atom
+starts the two labellings give are compared by their total residual (rows that start on two atoms
+counted with their pair's residual, below). Atom
 k starts switched on for its group and off elsewhere, and each row's coordinate on atom k is
 read off the principal components of that group: a periodic axis takes the angle of the next two
 component scores, a bounded axis the next score mapped through the cluster's 2%–98% quantiles
@@ -25,7 +26,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from sklearn.cluster import KMeans
-from sklearn.decomposition import PCA
 
 from superpose.sae.gates import Gate
 from superpose.sae.objective import SaeParams
@@ -99,11 +99,6 @@ def _residuals(X: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> np.ndarray
 
 
 TRIM_KEEP = 0.5  # trimmed K-subspaces fit each group's subspace to this fraction of its rows
-
-
-def trimmed_cost(residuals: np.ndarray, keep: float = TRIM_KEEP) -> float:
-    """The sum of the smallest ``keep`` fraction of the rows' residuals (N,)."""
-    return float(np.sort(residuals)[: max(1, int(keep * residuals.shape[0]))].sum())
 
 
 def trimmed_k_subspaces(X: np.ndarray, dims: list[int], labels: np.ndarray, iterations: int = 50,
@@ -236,30 +231,99 @@ def initial_params(atoms, gate: Gate, Z: np.ndarray, key: jax.Array, dtype=jnp.f
     needs = [min(_components_needed(atom), p) for atom in atoms]
     kmeans = KMeans(n_clusters=K, n_init=3, random_state=seed).fit_predict(centred)
     labels = _k_subspaces(centred, needs, [kmeans] + [rng.integers(K, size=n) for _ in range(SUBSPACE_STARTS)])
-    if K > 1:  # the superposition-robust candidate, kept where its trimmed cost is lower
-        robust, robust_own = trimmed_k_subspaces(centred, needs, sequential_subspaces(centred, needs, rng))
-        plain_own = np.stack([_residuals(centred, *_subspace(centred[labels == k], d)) if np.sum(labels == k) > d
-                              else np.full(n, np.inf) for k, d in enumerate(needs)], axis=1)[np.arange(n), labels]
-        if trimmed_cost(robust_own) < trimmed_cost(plain_own):
-            labels = robust
-    coords = []
+    candidates = [(labels, False)]
+    if K > 1:  # the superposition-robust candidate: trimmed subspaces, kept where the start fits better
+        candidates.append((trimmed_k_subspaces(centred, needs, sequential_subspaces(centred, needs, rng))[0], True))
+    starts = [_start(atoms, gate, centred, labels, trim, rng) for labels, trim in candidates]
+    labels, second, coords, _ = min(starts, key=lambda start: start[3])
+    logits = jnp.zeros((n, K), dtype)
+    for k in range(K):
+        logits = gate.switched(logits, k, jnp.asarray((labels == k) | (second == k)))
+    return _params(atoms, gate, p, logits, coords, dtype)
+
+
+def _group_subspace(rows: np.ndarray, need: int, trim: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A group's affine principal subspace; ``trim``: refitted to the rows within the noise of its better half."""
+    mean, basis = _subspace(rows, need)
+    if trim and rows.shape[0] > 4 * (need + 1):
+        residual = _residuals(rows, mean, basis)
+        inside = residual <= 9.0 * np.median(np.sort(residual)[: rows.shape[0] // 2])
+        if inside.sum() > 4 * (need + 1):  # rows on two atoms no longer tilt the subspace
+            mean, basis = _subspace(rows[inside], need)
+    return mean, basis
+
+
+def _start(atoms, gate: Gate, centred: np.ndarray, labels: np.ndarray, trim: bool, rng: np.random.Generator):
+    """(labels, second atoms, coordinates (N, Σ d_k), total residual) of the start a labelling gives."""
+    n, p = centred.shape
+    K = len(atoms)
+    means, components, coords = [], [], []
     for k, atom in enumerate(atoms):
         member = labels == k
         need = min(_components_needed(atom), p)
-        rows = centred[member]
-        if rows.shape[0] > need:
-            pca = PCA(n_components=need, random_state=seed).fit(rows)
-            scores = (centred - pca.mean_) @ pca.components_.T
+        if member.sum() > need:
+            mean, basis = _group_subspace(centred[member], need, trim)
         else:  # a tiny cluster: random directions
-            directions = np.linalg.qr(rng.standard_normal((p, need)))[0]
-            scores = centred @ directions
+            mean, basis = np.zeros(p), np.linalg.qr(rng.standard_normal((p, need)))[0].T
+        scores = (centred - mean) @ basis.T
         if scores.shape[1] < _components_needed(atom):  # fewer outputs than the chart needs
             scores = np.concatenate([scores, rng.standard_normal((n, _components_needed(atom) - scores.shape[1]))], 1)
+        means.append(mean)
+        components.append(basis)
         coords.append(_chart_coordinates(atom, scores, member))
-    logits = jnp.zeros((n, K), dtype)
+    second, residual = np.full(n, -1), np.empty(n)
     for k in range(K):
-        logits = gate.switched(logits, k, jnp.asarray(labels == k))
-    return _params(atoms, gate, p, logits, np.concatenate(coords, axis=1), dtype)
+        residual[labels == k] = _residuals(centred[labels == k], means[k], components[k])
+    if K > 1 and gate.allows_several:
+        labels, second, residual = _pair_atoms(centred, labels, means, components, residual)
+    for j in range(K):  # rows on a pair of atoms: both charts from the pair's joint fit
+        for k in range(K):
+            rows = (labels == j) & (second == k)
+            if rows.any():
+                pair_scores = _pair_scores(centred[rows], (means[j], components[j]), (means[k], components[k]))
+                for a, part in ((j, pair_scores[0]), (k, pair_scores[1])):
+                    if part.shape[1] == _components_needed(atoms[a]):
+                        coords[a][rows] = _chart_coordinates(atoms[a], part, np.ones(part.shape[0], bool))
+    return labels, second, np.concatenate(coords, axis=1), float(residual.sum())
+
+
+PAIR_GAIN = 4.0  # a row starts on two atoms when their joint fit leaves < 1/PAIR_GAIN of its one-atom residual
+
+
+def _pair_scores(X: np.ndarray, first, second) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares scores of rows X on two affine subspaces at once: x ≈ m_j + m_k + s_jU_j + s_kU_k."""
+    (mean_j, basis_j), (mean_k, basis_k) = first, second
+    joint = np.vstack([basis_j, basis_k])
+    coefficients = (X - mean_j - mean_k) @ np.linalg.pinv(joint)
+    return coefficients[:, :basis_j.shape[0]], coefficients[:, basis_j.shape[0]:]
+
+
+def _pair_atoms(X: np.ndarray, labels: np.ndarray, means, components, own: np.ndarray):
+    """(labels (N,), second atom (N,; −1 for one atom), residual (N,)) of rows that may start on two atoms.
+
+    A row whose residual to its own subspace exceeds the noise threshold (9 × the median of the
+    better half of those residuals, as in :func:`sequential_subspaces`) is fitted by every pair of
+    subspaces; the best pair replaces its label where it leaves less than 1/PAIR_GAIN of the
+    one-atom residual. Rows that are sums of two manifolds then start with both charts right.
+    """
+    n, K = X.shape[0], len(means)
+    tau = 9.0 * max(float(np.median(np.sort(own)[: max(1, n // 2)])), np.finfo(float).tiny)
+    candidates = np.flatnonzero(own > tau)
+    labels, second, residual_out = labels.copy(), np.full(n, -1), own.copy()
+    if candidates.size == 0:
+        return labels, second, residual_out
+    best = own[candidates] / PAIR_GAIN
+    for j in range(K):
+        for k in range(j + 1, K):
+            scores_j, scores_k = _pair_scores(X[candidates], (means[j], components[j]), (means[k], components[k]))
+            fitted = means[j] + means[k] + scores_j @ components[j] + scores_k @ components[k]
+            residual = np.sum((X[candidates] - fitted) ** 2, axis=1)
+            better = residual < best
+            best[better] = residual[better]
+            labels[candidates[better]], second[candidates[better]] = j, k
+    paired = second[candidates] >= 0
+    residual_out[candidates[paired]] = best[paired]
+    return labels, second, residual_out
 
 
 __all__ = ["all_on_params", "dense_coordinates", "dense_params", "initial_params"]
