@@ -82,3 +82,24 @@ def test_sae_sweep_reports_every_cell_and_resumes(tmp_path):
     assert f"{metrics['min_circular_r2']:.3f}" in " ".join(meta["notes"])
     again = run_experiment("sae-sweep", overrides, tmp_path / "sae-sweep", quick=True, resume=True)
     assert again.metrics["circular_r2"] == metrics["circular_r2"]
+
+
+def test_sae_superposed_reports_every_circle_and_the_baselines(tmp_path):
+    """A small superposed design (3 circles in R^4, 1 or 2 per row): the metrics the page promises."""
+    metrics, meta = run(tmp_path, "sae-superposed", rows=300, dimensions=4, circles=3, evaluations=8,
+                        linear_steps=200)
+    assert {f["file"] for f in meta["figures"]} == {"circles.png", "reconstruction.png"}
+    for field in ("min_circular_r2", "min_plane_overlap", "heldout_ev", "heldout_ev_pca", "heldout_ev_linear",
+                  "heldout_ev_pca_full_rank", "seconds"):
+        assert isinstance(metrics[field], float), field
+    assert len(metrics["circular_r2"]) == len(metrics["plane_overlap"]) == 3
+    assert sorted(metrics["atom_of_circle"]) == [0, 1, 2]
+    assert metrics["min_plane_overlap"] == min(metrics["plane_overlap"])
+    assert abs(metrics["heldout_ev_pca_full_rank"] - 1.0) < 1e-9  # full-rank PCA is the identity
+    assert metrics["selection_evaluations"] <= 8
+    assert f"{metrics['min_circular_r2']:.3f}" in " ".join(meta["notes"])
+
+
+def test_sae_superposed_config_is_checked():
+    with pytest.raises(ValueError, match="must exceed dimensions/2"):
+        get_experiment("sae-superposed").make_config({"circles": "6"})

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from superpose.numerics import float64_enabled
-from superpose.sae.planted import PlantedCircles, exact_counts, single_circle, superposed_circles, two_circles
+from superpose.sae.planted import (
+    PlantedCircles,
+    exact_counts,
+    on_training_planes,
+    single_circle,
+    superposed_circles,
+    two_circles,
+)
 
 
 def _np(x) -> np.ndarray:
@@ -163,3 +170,19 @@ def test_bad_arguments_raise_clear_errors():
         single_circle(key, 5, 3, centre=np.zeros(4))
     with pytest.raises(TypeError, match="key"):
         single_circle("seed", 5, 3)
+
+
+def test_held_out_rows_move_onto_the_training_planes():
+    with float64_enabled():
+        Z, truth = superposed_circles(jax.random.key(0), n=50, p=6, circles=4)
+        Z2, other = superposed_circles(jax.random.key(1), n=50, p=6, circles=4)
+        assert np.allclose(on_training_planes(truth, Z, truth), Z, atol=1e-12)  # its own draw: unchanged
+        moved = np.asarray(on_training_planes(truth, Z2, other))
+        # the held-out rows' noise is the second draw's; their signal lies on the training planes
+        signal = moved - np.asarray(Z2 - other.signal())
+        for c in range(4):
+            rows = np.asarray(other.support)[:, c] & (np.asarray(other.support).sum(1) == 1)
+            inside = signal[rows] @ np.asarray(truth.planes)[c]
+            assert np.allclose(np.linalg.norm(inside, axis=1), np.linalg.norm(signal[rows], axis=1), atol=1e-9)
+        with pytest.raises(ValueError, match="same planes"):
+            on_training_planes(truth, *two_circles(jax.random.key(2), n=50, p=6))

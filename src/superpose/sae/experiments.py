@@ -6,6 +6,8 @@
   linear TopK SAE.
 - ``sae-sweep``: one planted circle over a grid of rows × dimensions, hyperparameters selected by
   the Laplace criterion; circular R², the selected strengths, and the criterion against a collapse.
+- ``sae-superposed``: more circles than the space holds linearly (8 in R^12), a manifold SAE with
+  selected strengths against PCA and a linear TopK SAE.
 - ``sae-grokking``: circle atoms on the token embedding of a network that grokked modular addition,
   matched to the key frequencies of its Fourier spectrum (not in the gallery yet).
 
@@ -189,30 +191,6 @@ class SaeCirclesConfig(ExperimentConfig):
     linear_steps: int = param(3000, "training steps of the linear SAE", low=10)
 
 
-def _circle_plane_metrics(model, encoding, truth) -> dict[str, list]:
-    """Per planted circle (after Hungarian matching on plane overlap): overlap, circular R², activity F1."""
-    from superpose.sae.metrics import active_mass_recovery, circular_r2, curve_span, plane_overlap
-
-    planes, angles, support = (np.asarray(truth.planes), np.asarray(truth.angles), np.asarray(truth.support))
-    spans = []
-    for k in range(model.num_atoms):
-        try:
-            spans.append(curve_span(model.atom_curve(k, 256)))
-        except ValueError:  # a collapsed atom spans no plane
-            spans.append(None)
-    overlap = np.array([[plane_overlap(s, planes[c]) if s is not None else 0.0 for c in range(len(planes))]
-                        for s in spans])
-    matching = match_atoms(overlap)
-    atoms = np.asarray(matching.fitted)
-    circular = [circular_r2(angles[:, c], encoding.coords[:, model.coord_columns(int(k))][:, 0], mask=support[:, c])
-                for k, c in zip(atoms, matching.planted)]
-    activity = encoding.activities[:, atoms] / max(float(encoding.activities.max()), 1e-12)
-    f1 = active_mass_recovery(activity, support[:, np.asarray(matching.planted)], threshold=0.5)
-    return {"atom_of_circle": atoms.tolist(), "plane_overlap": [float(overlap[k, c]) for k, c in
-                                                                zip(atoms, matching.planted)],
-            "circular_r2": [float(v) for v in circular], "activity_f1": [float(v) for v in f1]}
-
-
 @experiment("sae-circles", SaeCirclesConfig, quick={"restarts": 2, "linear_steps": 1000, "harmonics": 1})
 def sae_circles(config: SaeCirclesConfig, run: RunContext) -> None:
     """Two planted circles: a manifold SAE with two circle atoms against a linear SAE and PCA."""
@@ -225,14 +203,15 @@ def sae_circles(config: SaeCirclesConfig, run: RunContext) -> None:
     from superpose.sae.hyperparameters import SaeHyperparameters
     from superpose.sae.metrics import explained_variance
     from superpose.sae.model import fit_sae
-    from superpose.sae.planted import two_circles
+    from superpose.sae.metrics import circle_recovery
+    from superpose.sae.planted import on_training_planes, two_circles
     from superpose.sae.selection import SelectionBudget
 
     data_key, test_key, fit_key, linear_key = jax.random.split(run.key, 4)
     Z, truth = two_circles(data_key, config.rows, config.dimensions)
     Z = np.asarray(Z)
     # the held-out rows: a second draw's angles, supports and noise, moved onto the training planes
-    Z_test = np.asarray(_same_planes(truth, *two_circles(test_key, config.rows, config.dimensions)))
+    Z_test = np.asarray(on_training_planes(truth, *two_circles(test_key, config.rows, config.dimensions)))
     atoms = (CircleAtom(config.harmonics), CircleAtom(config.harmonics))
     hyper = SaeHyperparameters.create([1, 1], log_lambda_sparse=config.log_lambda_sparse,
                                       log_lambda_smooth=config.log_lambda_smooth, log_ard=config.log_ard)
@@ -248,7 +227,7 @@ def sae_circles(config: SaeCirclesConfig, run: RunContext) -> None:
     model.save(run.out / "model")
     in_sample = explained_variance(Z, model.decode(fit.encoding))
     held_out = explained_variance(Z_test, model.reconstruct(Z_test))
-    per_circle = _circle_plane_metrics(model, fit.encoding, truth)
+    per_circle = circle_recovery(model, fit.encoding, truth)
 
     baselines = {}
     for rank in (2, 4):
@@ -287,14 +266,6 @@ def sae_circles(config: SaeCirclesConfig, run: RunContext) -> None:
         + (f"; the strengths were selected by the Laplace criterion in {len(fit.selection.trace)} evaluations "
            f"({fit.selection.status.split(' (')[0]})." if fit.selection is not None else " at fixed strengths.")
     )
-
-
-def _same_planes(truth, other_rows, other):
-    """Rows of another draw (its angles, supports and realised noise) on the training truth's planes."""
-    from superpose.sae.planted import PlantedCircles
-
-    moved = PlantedCircles(truth.planes, other.angles, other.support, truth.radii, truth.centre, truth.noise_rms)
-    return moved.signal() + (other_rows - other.signal())
 
 
 # -- sae-sweep -------------------------------------------------------------------------------------
@@ -355,6 +326,109 @@ def sae_sweep(config: SaeSweepConfig, run: RunContext) -> None:
         f"{metrics['criterion_prefers_fit_cells']} of {len(names)}. {metrics['unconverged_cells']} outer searches "
         f"ended on their budget; the slowest cell took {metrics['max_seconds']:.1f} s (its first fit of a shape "
         "includes the compilation)."
+    )
+
+
+# -- sae-superposed --------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class SaeSuperposedConfig(ExperimentConfig):
+    """More circles than the space holds linearly: C circles in R^p with 2C > p, 1 or 2 per row.
+
+    The data: ``superposed_circles`` (random, non-orthogonal planes; half the rows use one circle,
+    half two; noise row RMS 4% of the signal's). A manifold SAE with K = C circle atoms and the
+    binary gate, every strength selected by the Laplace criterion, against PCA and a linear TopK
+    SAE with as many decoder rows as the manifold SAE has (C·(2H + 1)).
+    """
+
+    rows: int = param(4000, "training rows N (a held-out set of the same size is drawn too)", low=16)
+    dimensions: int = param(12, "ambient dimension p", low=4, high=4096)
+    circles: int = param(8, "planted circles C (and circle atoms K); 2C > p", low=2, high=64)
+    noise: float = param(0.04, "noise row RMS as a fraction of the signal's", low=0.0, high=1.0)
+    harmonics: int = param(1, "Fourier harmonics H per circle atom (M = 2H + 1 basis functions)", low=1, high=16)
+    restarts: int = param(1, "keyed starts of the inner solve", low=1, high=64)
+    evaluations: int = param(60, "criterion evaluations allowed to the outer search", low=1, high=10_000)
+    seconds: float = param(900.0, "wall-time budget of the outer search (s)", low=1.0)
+    pca_rank: int = param(4, "rank of the PCA baseline (4: the numbers a row of two circles needs)", low=1)
+    linear_k: int = param(4, "active latents of the TopK linear SAE (two circles need four)", low=1)
+    linear_steps: int = param(3000, "training steps of the linear SAE", low=10)
+
+    def check(self) -> None:
+        if not 2 * self.circles > self.dimensions:
+            raise ValueError(f"circles (C = {self.circles}) must exceed dimensions/2 = {self.dimensions / 2:g}: "
+                             "with fewer, every plane could be orthogonal and nothing would be superposed")
+
+
+@experiment("sae-superposed", SaeSuperposedConfig, quick={"rows": 1000, "evaluations": 30})
+def sae_superposed(config: SaeSuperposedConfig, run: RunContext) -> None:
+    """C circles superposed in R^p: a manifold SAE with selected strengths against PCA and a TopK SAE."""
+    import time
+
+    from sklearn.decomposition import PCA
+
+    from superpose.sae.atoms import CircleAtom
+    from superpose.sae.metrics import circle_recovery, explained_variance
+    from superpose.sae.model import fit_sae
+    from superpose.sae.planted import on_training_planes, superposed_circles
+    from superpose.sae.selection import SelectionBudget
+
+    data_key, test_key, fit_key, linear_key = jax.random.split(run.key, 4)
+    draw = dict(n=config.rows, p=config.dimensions, circles=config.circles, noise=config.noise)
+    Z, truth = superposed_circles(data_key, **draw)
+    Z = np.asarray(Z)
+    Z_test = np.asarray(on_training_planes(truth, *superposed_circles(test_key, **draw)))
+    atoms = tuple(CircleAtom(config.harmonics) for _ in range(config.circles))
+    start = time.perf_counter()
+    task = run.progress.add_task("fit: starts + criterion evaluations", total=None) if run.progress else None
+
+    def tick(done: int, total: int) -> None:
+        if task is not None:
+            run.progress.update(task, completed=done, total=total)
+
+    try:
+        fit = fit_sae(Z, atoms, "binary", "select", key=fit_key, restarts=config.restarts,
+                      budget=SelectionBudget(config.evaluations, config.seconds), progress=tick)
+    finally:
+        if task is not None:
+            run.progress.remove_task(task)
+    seconds = time.perf_counter() - start
+    model = fit.model
+    model.save(run.out / "model")
+    in_sample, held_out = explained_variance(Z, model.decode(fit.encoding)), explained_variance(Z_test, model.reconstruct(Z_test))
+    per_circle = circle_recovery(model, fit.encoding, truth)
+
+    baselines = {}
+    for rank in sorted({config.pca_rank, config.dimensions}):
+        pca = PCA(n_components=min(rank, config.dimensions)).fit(Z)
+        baselines[f"pca_rank_{rank}"] = [explained_variance(A, pca.inverse_transform(pca.transform(A))) for A in (Z, Z_test)]
+    latents = sum(atom.num_basis for atom in atoms)
+    linear = train_linear_sae(Z, LinearSaeConfig(kind="topk", num_latents=latents, k=min(config.linear_k, latents),
+                                                 steps=config.linear_steps), linear_key)
+    baselines["linear_topk"] = [explained_variance(A, np.asarray(linear.sae.reconstruct(jnp.asarray(A)))) for A in (Z, Z_test)]
+    selection = fit.selection
+    metrics = {
+        "min_circular_r2": min(per_circle["circular_r2"]), "min_plane_overlap": min(per_circle["plane_overlap"]),
+        "heldout_ev": held_out, "heldout_ev_pca": baselines[f"pca_rank_{config.pca_rank}"][1],
+        "heldout_ev_pca_full_rank": baselines[f"pca_rank_{config.dimensions}"][1],
+        "heldout_ev_linear": baselines["linear_topk"][1], "reconstruction_r2": in_sample, "heldout_r2": held_out,
+        "seconds": seconds, "circular_r2": per_circle["circular_r2"], "plane_overlap": per_circle["plane_overlap"],
+        "activity_f1": per_circle["activity_f1"], "atom_of_circle": per_circle["atom_of_circle"],
+        "baselines_r2": {name: {"in_sample": v[0], "held_out": v[1]} for name, v in baselines.items()},
+        "linear_latents": latents, "selected": np.asarray(fit.hyperparameters.to_flat()).tolist(),
+        "selection_status": selection.status, "selection_evaluations": len(selection.trace),
+        "converged": fit.report.converged, "iterations": fit.report.iterations,
+    }
+    run.log_metrics(metrics)
+    figures.circle_figures(run, model, fit.encoding, Z, truth, per_circle, metrics)
+    run.note(
+        f"{config.circles} circles in R^{config.dimensions} (their planes need {2 * config.circles} dimensions), "
+        f"{config.rows} rows: the manifold SAE with {config.circles} circle atoms, strengths selected in "
+        f"{len(selection.trace)} criterion evaluations ({selection.status.split(' (')[0]}), recovers every planted "
+        f"circle with plane overlap ≥ {metrics['min_plane_overlap']:.3f} and circular R² ≥ "
+        f"{metrics['min_circular_r2']:.3f}, and explains {held_out:.4f} of the held-out variance; PCA of rank "
+        f"{config.pca_rank} explains {metrics['heldout_ev_pca']:.4f}, the TopK SAE with {latents} latents (k = "
+        f"{config.linear_k}) {metrics['heldout_ev_linear']:.4f}. PCA of full rank {config.dimensions} is the identity "
+        f"in R^{config.dimensions} and explains {metrics['heldout_ev_pca_full_rank']:.4f} by construction. "
+        f"The fit took {seconds:.0f} s."
     )
 
 

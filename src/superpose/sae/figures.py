@@ -108,8 +108,10 @@ def plotly_cosines(config, fits, labels):
 def circle_figures(run, model, encoding, Z, truth, per_circle, metrics) -> None:
     plt = pyplot()
     planes, support = np.asarray(truth.planes), np.asarray(truth.support)
-    fig, axes = plt.subplots(1, len(planes), figsize=(5.2 * len(planes), 5))
-    for c, ax in enumerate(np.atleast_1d(axes)):
+    columns = min(len(planes), 4)
+    rows = -(-len(planes) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 5 * rows), squeeze=False)
+    for c, ax in enumerate(axes.ravel()[:len(planes)]):
         k = per_circle["atom_of_circle"][c]
         projected = (Z - np.asarray(truth.centre)) @ planes[c]
         ax.scatter(*projected[support[:, c]].T, s=6, alpha=0.35, color="tab:grey", label="rows using this circle")
@@ -121,15 +123,20 @@ def circle_figures(run, model, encoding, Z, truth, per_circle, metrics) -> None:
         ax.set(xlabel="planted plane, axis 1", ylabel="planted plane, axis 2", aspect="equal",
                title=f"circle {'AB'[c] if len(planes) == 2 else c}: overlap {per_circle['plane_overlap'][c]:.3f}, "
                      f"circular R² {per_circle['circular_r2'][c]:.3f}")
-        ax.legend(fontsize=8, loc="upper right")
+        if c == 0:
+            ax.legend(fontsize=8, loc="upper right")
+    for ax in axes.ravel()[len(planes):]:
+        ax.set_visible(False)
+    fig.tight_layout()
     run.save_figure(fig, "circles", "Each planted circle's plane: the rows projected onto it and the fitted atom's "
                     "curve drawn there (offset + a·Φ(t)B at the median activity a of the rows that use it). Rows "
-                    "without the circle sit near the centre.")
+                    "without the circle sit near the centre where the planes are orthogonal, and spread over the "
+                    "plane where other circles' planes overlap it (superposition).")
 
     names = ["manifold SAE"] + list(metrics["baselines_r2"])
     ins = [metrics["reconstruction_r2"]] + [v["in_sample"] for v in metrics["baselines_r2"].values()]
     outs = [metrics["heldout_r2"]] + [v["held_out"] for v in metrics["baselines_r2"].values()]
-    fig, ax = plt.subplots(figsize=(7.5, 4))
+    fig, ax = plt.subplots(figsize=(max(7.5, 1.6 * len(names)), 4))
     x = np.arange(len(names))
     ax.bar(x - 0.2, ins, 0.4, label="training rows")
     ax.bar(x + 0.2, outs, 0.4, label="held-out rows")

@@ -277,3 +277,37 @@ def mmcs(directions_fit: Any, directions_true: Any) -> float:
             raise ValueError(f"{name} has zero columns {zero}; directions must be nonzero")
     cosines = np.abs((fit / norms_fit).T @ (true / norms_true))  # (L, F)
     return float(np.clip(cosines.max(axis=0).mean(), 0.0, 1.0))
+
+
+def circle_recovery(model, encoding, truth) -> dict[str, list]:
+    """Per planted circle, after Hungarian matching of atoms to circles on plane overlap.
+
+    Args:
+        model: a fitted :class:`~superpose.sae.model.ManifoldSAE` whose first chart axis of each
+            matched atom is a circle's; encoding: its :class:`~superpose.sae.model.Encoding` of
+            the rows; truth: the :class:`~superpose.sae.planted.PlantedCircles` of those rows.
+
+    Returns:
+        lists indexed by planted circle: ``atom_of_circle``, ``plane_overlap`` (of the atom's
+        curve span with the planted plane), ``circular_r2`` (of its coordinate against the planted
+        angle, over the rows that use the circle) and ``activity_f1`` (activity ≥ half the largest).
+        A collapsed atom (its curve spans no plane) has overlap 0 with every circle.
+    """
+    planes, angles, support = (np.asarray(truth.planes), np.asarray(truth.angles), np.asarray(truth.support))
+    spans = []
+    for k in range(model.num_atoms):
+        try:
+            spans.append(curve_span(model.atom_curve(k, 256)))
+        except ValueError:  # a collapsed atom spans no plane
+            spans.append(None)
+    overlap = np.array([[plane_overlap(s, planes[c]) if s is not None else 0.0 for c in range(len(planes))]
+                        for s in spans])
+    matching = match_atoms(overlap)
+    atoms = np.asarray(matching.fitted)
+    circular = [circular_r2(angles[:, c], encoding.coords[:, model.coord_columns(int(k))][:, 0], mask=support[:, c])
+                for k, c in zip(atoms, matching.planted)]
+    activity = encoding.activities[:, atoms] / max(float(encoding.activities.max()), 1e-12)
+    f1 = active_mass_recovery(activity, support[:, np.asarray(matching.planted)], threshold=0.5)
+    return {"atom_of_circle": atoms.tolist(), "plane_overlap": [float(overlap[k, c]) for k, c in
+                                                                zip(atoms, matching.planted)],
+            "circular_r2": [float(v) for v in circular], "activity_f1": [float(v) for v in f1]}

@@ -193,6 +193,19 @@ def _run(key, radii, centre, noise: float, *, p: int, **static) -> tuple[jax.Arr
     return Z, PlantedCircles(planes, angles, support, radii, centre, noise_rms)
 
 
+def on_training_planes(truth: PlantedCircles, other_rows: Any, other: PlantedCircles) -> jax.Array:
+    """Rows of another draw (its angles, supports and realised noise) moved onto ``truth``'s planes.
+
+    Held-out rows of the same planted circles: ``other_rows`` (n, p) and ``other`` come from a
+    second call with another key (same n, p and number of circles).
+    """
+    if np.shape(other.planes) != np.shape(truth.planes):
+        raise ValueError(f"the two draws must have the same planes' shape, got {np.shape(other.planes)} and "
+                         f"{np.shape(truth.planes)}")
+    moved = PlantedCircles(truth.planes, other.angles, other.support, truth.radii, truth.centre, truth.noise_rms)
+    return moved.signal() + (jnp.asarray(other_rows) - other.signal())
+
+
 def two_circles(
     key: jax.Array,
     n: int = 600,
