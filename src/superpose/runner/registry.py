@@ -52,6 +52,7 @@ EXPECTED_SECONDS: Mapping[str, Mapping[str, float]] = {
     "sae-sweep": {"full": 213.0, "quick": 37.3},
     "sae-toy": {"full": 13.0, "quick": 6.3},
     "sae-grokking": {"full": 62.0, "quick": 20.0},
+    "sae-superposed": {"full": 680.0, "quick": 240.0},  # full measured (11 min 20 s); quick estimated
 }
 # For an experiment with no expected time anywhere: generous, so the estimate errs long.
 DEFAULT_EXPECTED_SECONDS: Mapping[str, float] = {"full": 120.0, "quick": 15.0}

@@ -460,9 +460,68 @@ def solve_from_coordinates(Z: Any, atoms, gate, hyperparameters, coordinates: An
         return fit_from_params(atoms, gate, hyperparameters, params, report, [report.loss])
 
 
+def grokking_fit_metrics(fit, seconds, Z, frequencies, planes) -> dict:
+    """sae-grokking's metrics of one fit: each key frequency's matched circle, overlaps, variance, solve."""
+    from superpose.sae.metrics import circular_variance, curve_span, explained_variance, plane_overlap
+
+    model, encoding = fit.model, fit.encoding
+    match = match_circles(encoding.coords, frequencies)
+    overlaps = []
+    for atom, k in zip(match.atoms, match.frequencies):
+        try:
+            span = curve_span(model.atom_curve(int(atom), 256))
+            overlaps.append(plane_overlap(span, planes[int(k)]))
+        except ValueError:  # a collapsed atom spans no plane
+            overlaps.append(0.0)
+    return {
+        "matched_frequencies": match.best_frequencies.tolist(), "key_frequency_of_circle": match.frequencies.tolist(),
+        "atom_of_key_frequency": match.atoms.tolist(), "circular_r2": match.circular_r2.tolist(),
+        "best_frequency_r2": match.best_r2.tolist(), "plane_overlap": overlaps,
+        "circular_variance": [circular_variance(encoding.coords[:, int(a)]) for a in match.atoms],
+        "explained_variance": explained_variance(Z, model.decode(encoding)),
+        "mean_activity": float(np.mean(encoding.activities)), "penalized_loss": fit.report.loss,
+        "converged": fit.report.converged, "iterations": fit.report.iterations, "status": fit.report.status,
+        "restart_losses": np.asarray(fit.restart_losses).tolist(), "seconds": seconds,
+    }
+
+
+def grokking_note(run, metrics) -> None:
+    """The sae-grokking run's note, quoting its metrics."""
+    fits, ev, linear = metrics["fits"], metrics["explained_variance"], metrics["linear"]
+
+    def describe(name):
+        m = fits[name]
+        pairs = ", ".join(f"k = {k}: {r:.3f}" for k, r in zip(m["key_frequency_of_circle"], m["circular_r2"]))
+        return (f"circular R² {pairs} (best-fitting frequencies {m['matched_frequencies']}), explained variance "
+                f"{m['explained_variance']:.3f}, penalised loss {m['penalized_loss']:.4g}")
+
+    fs, fo = fits["fit_sae"], fits["fourier_start"]
+    verdict = ("fit_sae's own starts found the key-frequency circles" if min(fs["circular_r2"]) >= 0.9 else
+               "fit_sae's own starts (one atom per row, by subspace clustering) did not find the key-frequency circles")
+    objective = ("the start on the true circles ends at a lower penalised loss than fit_sae"
+                 if fo["penalized_loss"] < fs["penalized_loss"] else
+                 "fit_sae ends at a penalised loss no higher than the start on the true circles")
+    step = metrics["steps_to_test_accuracy_0.95"]
+    reached = f"first ≥ 0.95 at step {step}" if step is not None else "never ≥ 0.95 during training"
+    overlaps = ", ".join(f"{v:.2f}" for v in linear["best_pair_plane_overlap"])
+    run.note(
+        f"The network reached test accuracy {metrics['test_accuracy']:.3f} ({reached}; train accuracy "
+        f"{metrics['train_accuracy']:.3f}) on (a + b) mod {metrics['modulus']}. Its embedding's Fourier spectrum has "
+        f"key frequencies {metrics['key_frequencies']} holding {sum(metrics['key_power_fraction']):.1%} of the "
+        f"non-constant power, so the SAEs have K = {metrics['circles']} circle atoms. fit_sae: {describe('fit_sae')}. "
+        f"From principal-component pairs with every atom on: {describe('principal_start')}. From the true circles: "
+        f"{describe('fourier_start')}. In words: {verdict}; {objective}. The TopK linear SAE with "
+        f"{linear['latents']} latents (the manifold SAE's decoder rows; k = {linear['k']}) explains "
+        f"{ev['linear']:.3f} of the variance and its best pair of latents spans each key frequency's plane with "
+        f"overlap {overlaps}; PCA of rank {metrics['pca_rank']} explains {ev['pca']:.3f}. All fits are on the P "
+        f"embedding rows (in-sample), at fixed hyperparameters."
+    )
+
+
 __all__ = [
     "CircleMatch", "GrokkingResult", "ModularAdditionParams", "all_pairs", "best_pair_overlap",
     "count_key_frequencies", "fourier_plane", "fourier_power", "frequency_scores", "grokking_arrays",
+    "grokking_fit_metrics", "grokking_note",
     "grokking_from_arrays", "init_modular_addition", "key_frequencies", "load_grokking", "match_circles",
     "modular_addition_logits", "principal_pair_coordinates", "save_grokking", "solve_from_coordinates",
     "split_pairs", "token_angles", "train_modular_addition",

@@ -287,6 +287,50 @@ def _start(atoms, gate: Gate, centred: np.ndarray, labels: np.ndarray, trim: boo
     return labels, second, np.concatenate(coords, axis=1), float(residual.sum())
 
 
+def encoding_start(atoms, gate: Gate, X: np.ndarray, grids, curves) -> tuple[np.ndarray, np.ndarray]:
+    """On/off pattern (N, K) and coordinates (N, Σ d_k) to start encoding rows at fixed decoders.
+
+    Args:
+        atoms, gate: the model's. X: the rows minus the model's offset, (N, p).
+        grids: per atom its chart points (G_k, d_k); curves: per atom ``Φ_k(grid) B_k`` (G_k, p).
+
+    Each atom's curve gives an affine subspace (PCA, as many components as its chart needs); a row
+    starts on the atom whose subspace is nearest, or, with a gate that allows several and a residual
+    above the noise threshold, on the best pair (:func:`_pair_atoms`). Each active atom's coordinate
+    is the grid point whose curve point is nearest to the row's part in that subspace (the whole row
+    for one atom, its share of the pair's joint least-squares fit for two). Rows that are sums of two
+    manifolds then start in the right basin, which a search over one atom at a time does not reach.
+    """
+    n, p = X.shape
+    K = len(atoms)
+    means, components = [], []
+    for atom, curve in zip(atoms, curves):
+        means.append(curve.mean(axis=0))
+        components.append(_subspace(curve, min(_components_needed(atom), p))[1])
+    residuals = np.stack([_residuals(X, m, U) for m, U in zip(means, components)], axis=1)
+    labels = np.argmin(residuals, axis=1)
+    own = residuals[np.arange(n), labels]
+    second = np.full(n, -1)
+    if K > 1 and gate.allows_several:
+        labels, second, _ = _pair_atoms(X, labels, means, components, own)
+    on = np.zeros((n, K), bool)
+    on[np.arange(n), labels] = True
+    on[second >= 0, second[second >= 0]] = True
+    parts = [X.copy() for _ in range(K)]
+    for j in range(K):
+        for k in range(K):
+            rows = (labels == j) & (second == k)
+            if rows.any():
+                s_j, s_k = _pair_scores(X[rows], (means[j], components[j]), (means[k], components[k]))
+                parts[j][rows] = means[j] + s_j @ components[j]
+                parts[k][rows] = means[k] + s_k @ components[k]
+    coords = []
+    for k, (grid, curve) in enumerate(zip(grids, curves)):
+        distances = np.sum(parts[k] ** 2, 1)[:, None] - 2 * parts[k] @ curve.T + np.sum(curve**2, 1)[None, :]
+        coords.append(np.asarray(grid)[np.argmin(distances, axis=1)])
+    return on, np.concatenate(coords, axis=1)
+
+
 PAIR_GAIN = 4.0  # a row starts on two atoms when their joint fit leaves < 1/PAIR_GAIN of its one-atom residual
 
 
@@ -326,4 +370,4 @@ def _pair_atoms(X: np.ndarray, labels: np.ndarray, means, components, own: np.nd
     return labels, second, residual_out
 
 
-__all__ = ["all_on_params", "dense_coordinates", "dense_params", "initial_params"]
+__all__ = ["all_on_params", "dense_coordinates", "dense_params", "encoding_start", "initial_params"]

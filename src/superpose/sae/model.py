@@ -29,8 +29,8 @@ from superpose.sae.atoms import make_atom
 from superpose.sae.criterion import laplace_criterion
 from superpose.sae.gates import GATE_TYPES, Gate, make_gate
 from superpose.sae.hyperparameters import SaeHyperparameters, seed_from_dispersion
-from superpose.sae.init import dense_params, initial_params
-from superpose.sae.objective import SaeParams, decode, num_coords, wrap_coords
+from superpose.sae.init import dense_params, encoding_start, initial_params
+from superpose.sae.objective import SaeParams, decode, wrap_coords
 from superpose.sae.selection import (
     LOG_KAPPA_FLOOR,
     SelectionBudget,
@@ -38,7 +38,7 @@ from superpose.sae.selection import (
     merge_selections,
     select_hyperparameters,
 )
-from superpose.sae.solve import SolveReport, solve
+from superpose.sae.solve import SolveReport, _points_per_axis, solve
 
 PRECISIONS = ("float64", "float32")
 
@@ -101,7 +101,13 @@ class ManifoldSAE:
         Z = finite_matrix(Z_new, "Z_new", self.output_size)
         with _context(self.precision):
             n = Z.shape[0]
-            start = self._params(jnp.zeros((n, self.num_atoms)), jnp.zeros((n, num_coords(self.atoms))))
+            grids = [np.asarray(atom.grid(_points_per_axis(atom, grid_points))) for atom in self.atoms]
+            curves = [self.atom_curve(k, grid) - self.offset for k, grid in enumerate(grids)]
+            on, coords = encoding_start(self.atoms, self.gate, np.asarray(Z, np.float64) - self.offset, grids, curves)
+            logits = jnp.zeros((n, self.num_atoms))
+            for k in range(self.num_atoms):
+                logits = self.gate.switched(logits, k, jnp.asarray(on[:, k]))
+            start = self._params(logits, coords)
             start = start._replace(coords=wrap_coords(self.atoms, start.coords))
             params, _ = solve(self.atoms, self.gate, start, self.hyperparameters, jnp.asarray(Z, start.offset.dtype),
                               max_iterations=max_iterations, grid_points=grid_points, update_decoders=False)
@@ -316,7 +322,7 @@ def _select(atoms, gate, data, Zj, params, hyperparameters, key, restarts, dtype
     checked_value = laplace_criterion(atoms, gate, checked, selection.hyperparameters, Zj, circular=True).value
     if checked_value < selection.criterion.value:
         left = SelectionBudget(max(1, budget.evaluations - len(selection.trace)),
-                               max(1.0, budget.seconds - (time.perf_counter() - began)))
+                               max(1.0, budget.seconds - (time.perf_counter() - began)), budget.inner_tol)
         second = select_hyperparameters(atoms, gate, checked, selection.hyperparameters, Zj, budget=left,
                                         inner_iterations=solve_options["max_iterations"], progress=tick)
         selection = merge_selections(selection, second)

@@ -64,6 +64,10 @@ class SelectionBudget(NamedTuple):
 
     evaluations: int = 100  # criterion evaluations (each after an inner solve)
     seconds: float = 60.0  # wall time
+    # each evaluation's inner solve stops at this relative change of ℓ_pen: 1e-7 of a loss of
+    # ~10³ nats is 10⁻⁴ nats, far below the search's 0.01-nat steps, and at N = 4 000 rows a solve
+    # to 1e-9 ran out of its 100 iterations (~200 s per evaluation on 2 cores, sae-superposed)
+    inner_tol: float = 1e-9
 
 
 class SelectionStep(NamedTuple):
@@ -230,13 +234,14 @@ def select_hyperparameters(
     evaluations = positive_int(budget.evaluations, "budget.evaluations")
     seconds = positive_float(budget.seconds, "budget.seconds")
     tol = positive_float(tol, "tol")
+    inner_tol = positive_float(budget.inner_tol, "budget.inner_tol")
     start = time.perf_counter()
     trace: list[SelectionStep] = []
     box = np.asarray(LOG_STRENGTH_BOX)
 
     def evaluate(flat: np.ndarray, warm: SaeParams):
         point = hyper.from_flat(jnp.asarray(flat))
-        solved, report = solve(atoms, gate, warm, point, Z, max_iterations=inner_iterations)
+        solved, report = solve(atoms, gate, warm, point, Z, max_iterations=inner_iterations, tol=inner_tol)
         value = laplace_criterion(atoms, gate, solved, point, Z, circular=True)
         trace.append(SelectionStep(flat.copy(), value.value, value.dispersion, value.status, report.iterations,
                                    time.perf_counter() - start))
