@@ -158,3 +158,20 @@ def test_gallery_survives_sigkill_and_resume_redoes_nothing_finished(tmp_path):
     assert sorted(recomputed + sorted(done_before)) == sorted(f"cell-{i}" for i in range(6))
     assert json.loads((tmp_path / "g" / "test-first" / "run.json").read_text()) == first_meta
     assert json.loads((tmp_path / "g" / "test-slow" / "run.json").read_text())["status"] == "finished"
+
+
+def test_counter_draws_a_library_call_s_progress_and_removes_its_bar(tmp_path):
+    from rich.progress import Progress
+
+    from superpose.runner.run import RunContext
+    from superpose.sae.experiments import SaeSweepConfig
+
+    progress = Progress(disable=True)
+    run = RunContext(tmp_path / "run", SaeSweepConfig(), progress=progress)
+    with run.counter("fit") as tick:
+        tick(3, 10)
+        (task,) = progress.tasks
+        assert (task.description, task.completed, task.total) == ("fit", 3, 10)
+    assert progress.tasks == []  # the bar is gone once the block ends
+    with RunContext(tmp_path / "quiet", SaeSweepConfig()).counter("fit") as tick:
+        tick(1, 2)  # without a display: a no-op

@@ -17,6 +17,7 @@ finished cells), ``force`` replaces it, and neither refuses with a message that 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import platform
@@ -183,6 +184,19 @@ class RunContext:
             name: self.cell(name, lambda name=name: compute(name))
             for name in self.track(names, description=description, total=len(names))
         }
+
+    @contextlib.contextmanager
+    def counter(self, description: str) -> Iterator[Callable[[int, int], None]]:
+        """A ``progress(done, total)`` callback for a library call that reports its own progress
+        (e.g. ``fit_sae``), drawn as a bar while the block runs; a no-op without a display."""
+        if self.progress is None:
+            yield lambda done, total: None
+            return
+        task = self.progress.add_task(description, total=None)
+        try:
+            yield lambda done, total: self.progress.update(task, completed=done, total=total)
+        finally:
+            self.progress.remove_task(task)
 
     def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
         """Iterates with a progress bar (elapsed time and ETA) when a progress display is attached."""

@@ -93,6 +93,7 @@ from superpose.sae.structure import (
     RowFactor,
     arrow_blocks,
     arrow_spectra,
+    eliminate_rows,
     factor_rows,
     global_vector,
     inverse_blocks,
@@ -212,14 +213,13 @@ def _gauge_vectors(atoms, params: SaeParams, p: int, spec, generators):
     return jnp.stack(rows), jnp.stack(globals_)
 
 
-def _gauge_curvatures(blocks: ArrowBlocks, factor: RowFactor, row_parts, global_parts) -> Array:
+def _gauge_curvatures(blocks: ArrowBlocks, factor: RowFactor, solved_cross, schur, row_parts, global_parts) -> Array:
     """h_c = ‖v‖⁴ / (vᵀ H⁻¹ v) per gauge v: its curvature with every other direction integrated out.
 
     H⁻¹ v by block elimination on the arrow: x_G = S⁻¹(v_G − Σ_i H_Giᵀ H_ii⁻¹ v_i),
-    x_i = H_ii⁻¹ (v_i − H_iG x_G). Row solves come from ``factor`` (no further batched LAPACK call).
+    x_i = H_ii⁻¹ (v_i − H_iG x_G). Row solves come from ``factor`` (no further batched LAPACK call);
+    ``solved_cross`` (H_ii⁻¹ H_iG) and ``schur`` are :func:`~superpose.sae.structure.eliminate_rows`'.
     """
-    solved_cross = solve_rows(factor, blocks.cross)  # (N, q, P)
-    schur = blocks.globals_ - jnp.einsum("nqp,nqr->pr", blocks.cross, solved_cross)
     solved_rows = jax.vmap(lambda v: solve_rows(factor, v[..., None])[..., 0])(row_parts)  # (S, N, q)
     rhs = global_parts - jnp.einsum("nqp,snq->sp", blocks.cross, solved_rows)  # (S, P)
     x_global = jnp.linalg.solve(schur, rhs.T).T  # one P × P solve with S right-hand sides
@@ -240,6 +240,7 @@ def _pieces(atoms, gate, params: SaeParams, hyper, Z, gauge_spec=(), generators=
     p, K = Z.shape[1], params.logits.shape[1]
     blocks, basis, global_basis = _identifiable(atoms, gate, arrow_blocks(atoms, gate, params, hyper, Z), p, K)
     factor = factor_rows(blocks.rows)  # the one batched LAPACK call (see RowFactor)
+    solved_cross, schur = eliminate_rows(blocks, factor)  # once, for the gauges and the spectrum
     columns, _ = _periodic_columns(atoms)
     if columns:  # each periodic coordinate's curvature with the rest of its row integrated out (globals held)
         inverse = invert_rows(factor)
@@ -253,10 +254,10 @@ def _pieces(atoms, gate, params: SaeParams, hyper, Z, gauge_spec=(), generators=
         if basis is not None:
             row_parts = jnp.einsum("snq,qa->sna", row_parts, basis)
         global_parts = global_parts[:, global_basis]
-        gauge_curvature = _gauge_curvatures(blocks, factor, row_parts, global_parts)
+        gauge_curvature = _gauge_curvatures(blocks, factor, solved_cross, schur, row_parts, global_parts)
     else:
         gauge_curvature = jnp.zeros((0,), Z.dtype)
-    spectra = arrow_spectra(blocks, factor)  # log|det| and definiteness from the same eigenvalues
+    spectra = arrow_spectra(blocks, factor, schur)  # log|det| and definiteness from the same eigenvalues
     return dict(fit=fit, gate_penalty=gate_penalty, ard=ard, smooth=smooth, row_min=spectra.rows[:, 0],
                 row_log_abs=log_abs_det(spectra.rows), schur_log_abs=log_abs_det(spectra.schur),
                 schur_eigenvalues=spectra.schur,

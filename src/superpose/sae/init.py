@@ -61,6 +61,28 @@ def _components_needed(atom) -> int:
 SUBSPACE_STARTS = 8  # random label starts besides k-means
 
 
+def _subspace(rows: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mean (p,), orthonormal basis (d, p)) of the affine principal subspace of ``rows``."""
+    mean = rows.mean(axis=0)
+    return mean, np.linalg.svd(rows - mean, full_matrices=False)[2][:d]
+
+
+def _residuals(X: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """Squared distances (N,) of the rows to the affine subspace ``mean + span(basis)``."""
+    centred = X - mean
+    return np.maximum(np.sum(centred**2, 1) - np.sum((centred @ basis.T) ** 2, 1), 0.0)
+
+
+#: a row's residual counts as noise below NOISE_FACTOR × a typical noise-level residual
+NOISE_FACTOR = 9.0
+
+
+def _noise_threshold(residuals: np.ndarray) -> float:
+    """NOISE_FACTOR × the median of the better half of ``residuals`` (positive; scale-free)."""
+    better_half = np.sort(residuals)[: max(1, residuals.shape[0] // 2)]
+    return NOISE_FACTOR * max(float(np.median(better_half)), np.finfo(float).tiny)
+
+
 def _k_subspaces(X: np.ndarray, dims: list[int], starts: list[np.ndarray], iterations: int = 30) -> np.ndarray:
     """The labels (N,) with the smallest total residual to their groups' affine PCA subspaces."""
     best, best_cost = starts[0], np.inf
@@ -72,10 +94,7 @@ def _k_subspaces(X: np.ndarray, dims: list[int], starts: list[np.ndarray], itera
                 rows = X[labels == k]
                 if rows.shape[0] <= d:  # an empty group: reseed it from the worst-fitted rows
                     rows = X[np.argsort(residuals[:, :k].min(1) if k else -np.linalg.norm(X, axis=1))[-(d + 1) * 4:]]
-                mean = rows.mean(axis=0)
-                basis = np.linalg.svd(rows - mean, full_matrices=False)[2][:d]
-                centred = X - mean
-                residuals[:, k] = np.sum(centred**2, 1) - np.sum((centred @ basis.T) ** 2, 1)
+                residuals[:, k] = _residuals(X, *_subspace(rows, d))
             new = np.argmin(residuals, axis=1)
             if np.array_equal(new, labels):
                 break
@@ -84,18 +103,6 @@ def _k_subspaces(X: np.ndarray, dims: list[int], starts: list[np.ndarray], itera
         if cost < best_cost:
             best, best_cost = labels, cost
     return best
-
-
-def _subspace(rows: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
-    """(mean (p,), orthonormal basis (d, p)) of the affine principal subspace of ``rows``."""
-    mean = rows.mean(axis=0)
-    return mean, np.linalg.svd(rows - mean, full_matrices=False)[2][:d]
-
-
-def _residuals(X: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """Squared distances (N,) of the rows to the affine subspace ``mean + span(basis)``."""
-    centred = X - mean
-    return np.maximum(np.sum(centred**2, 1) - np.sum((centred @ basis.T) ** 2, 1), 0.0)
 
 
 TRIM_KEEP = 0.5  # trimmed K-subspaces fit each group's subspace to this fraction of its rows
@@ -129,7 +136,7 @@ def trimmed_k_subspaces(X: np.ndarray, dims: list[int], labels: np.ndarray, iter
 
 
 def sequential_subspaces(X: np.ndarray, dims: list[int], rng: np.random.Generator, candidates: int = 100,
-                         neighbours: int = 40, factor: float = 9.0, refits: int = 5) -> np.ndarray:
+                         neighbours: int = 40, factor: float = NOISE_FACTOR, refits: int = 5) -> np.ndarray:
     """Labels (N,) from subspaces found one at a time, the one explaining the most rows first.
 
     Each of ``candidates`` random rows gives a local subspace (PCA of its ``neighbours``
@@ -191,13 +198,18 @@ def dense_coordinates(atoms, Z: np.ndarray) -> np.ndarray:
     return np.concatenate(coords, axis=1)
 
 
+def switched_logits(gate: Gate, on: np.ndarray, dtype=jnp.float64) -> jax.Array:
+    """Logits (N, K) with atom k switched on in the rows where ``on[:, k]`` (N, K) and off elsewhere."""
+    logits = jnp.zeros(on.shape, dtype)
+    for k in range(on.shape[1]):
+        logits = gate.switched(logits, k, jnp.asarray(on[:, k]))
+    return logits
+
+
 def all_on_params(atoms, gate: Gate, coords: np.ndarray, p: int, dtype=jnp.float64) -> SaeParams:
     """A start with every atom switched on in every row, at the given coordinates (N, Σ d_k)."""
-    n = coords.shape[0]
-    logits = jnp.zeros((n, len(atoms)), dtype)
-    for k in range(len(atoms)):
-        logits = gate.switched(logits, k, jnp.ones(n, bool))
-    return _params(atoms, gate, p, logits, coords, dtype)
+    on = np.ones((coords.shape[0], len(atoms)), bool)
+    return _params(atoms, gate, p, switched_logits(gate, on, dtype), coords, dtype)
 
 
 def dense_params(atoms, gate: Gate, Z: np.ndarray, dtype=jnp.float64) -> SaeParams:
@@ -236,10 +248,7 @@ def initial_params(atoms, gate: Gate, Z: np.ndarray, key: jax.Array, dtype=jnp.f
         candidates.append((trimmed_k_subspaces(centred, needs, sequential_subspaces(centred, needs, rng))[0], True))
     starts = [_start(atoms, gate, centred, labels, trim, rng) for labels, trim in candidates]
     labels, second, coords, _ = min(starts, key=lambda start: start[3])
-    logits = jnp.zeros((n, K), dtype)
-    for k in range(K):
-        logits = gate.switched(logits, k, jnp.asarray((labels == k) | (second == k)))
-    return _params(atoms, gate, p, logits, coords, dtype)
+    return _params(atoms, gate, p, switched_logits(gate, _on_pattern(labels, second, K), dtype), coords, dtype)
 
 
 def _group_subspace(rows: np.ndarray, need: int, trim: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -247,7 +256,7 @@ def _group_subspace(rows: np.ndarray, need: int, trim: bool) -> tuple[np.ndarray
     mean, basis = _subspace(rows, need)
     if trim and rows.shape[0] > 4 * (need + 1):
         residual = _residuals(rows, mean, basis)
-        inside = residual <= 9.0 * np.median(np.sort(residual)[: rows.shape[0] // 2])
+        inside = residual <= _noise_threshold(residual)
         if inside.sum() > 4 * (need + 1):  # rows on two atoms no longer tilt the subspace
             mean, basis = _subspace(rows[inside], need)
     return mean, basis
@@ -276,14 +285,10 @@ def _start(atoms, gate: Gate, centred: np.ndarray, labels: np.ndarray, trim: boo
         residual[labels == k] = _residuals(centred[labels == k], means[k], components[k])
     if K > 1 and gate.allows_several:
         labels, second, residual = _pair_atoms(centred, labels, means, components, residual)
-    for j in range(K):  # rows on a pair of atoms: both charts from the pair's joint fit
-        for k in range(K):
-            rows = (labels == j) & (second == k)
-            if rows.any():
-                pair_scores = _pair_scores(centred[rows], (means[j], components[j]), (means[k], components[k]))
-                for a, part in ((j, pair_scores[0]), (k, pair_scores[1])):
-                    if part.shape[1] == _components_needed(atoms[a]):
-                        coords[a][rows] = _chart_coordinates(atoms[a], part, np.ones(part.shape[0], bool))
+    for j, k, rows, scores_j, scores_k in _pairs(centred, labels, second, means, components):
+        for a, part in ((j, scores_j), (k, scores_k)):  # both charts from the pair's joint fit
+            if part.shape[1] == _components_needed(atoms[a]):
+                coords[a][rows] = _chart_coordinates(atoms[a], part, np.ones(part.shape[0], bool))
     return labels, second, np.concatenate(coords, axis=1), float(residual.sum())
 
 
@@ -313,22 +318,15 @@ def encoding_start(atoms, gate: Gate, X: np.ndarray, grids, curves) -> tuple[np.
     second = np.full(n, -1)
     if K > 1 and gate.allows_several:
         labels, second, _ = _pair_atoms(X, labels, means, components, own)
-    on = np.zeros((n, K), bool)
-    on[np.arange(n), labels] = True
-    on[second >= 0, second[second >= 0]] = True
     parts = [X.copy() for _ in range(K)]
-    for j in range(K):
-        for k in range(K):
-            rows = (labels == j) & (second == k)
-            if rows.any():
-                s_j, s_k = _pair_scores(X[rows], (means[j], components[j]), (means[k], components[k]))
-                parts[j][rows] = means[j] + s_j @ components[j]
-                parts[k][rows] = means[k] + s_k @ components[k]
+    for j, k, rows, scores_j, scores_k in _pairs(X, labels, second, means, components):
+        parts[j][rows] = means[j] + scores_j @ components[j]
+        parts[k][rows] = means[k] + scores_k @ components[k]
     coords = []
     for k, (grid, curve) in enumerate(zip(grids, curves)):
         distances = np.sum(parts[k] ** 2, 1)[:, None] - 2 * parts[k] @ curve.T + np.sum(curve**2, 1)[None, :]
         coords.append(np.asarray(grid)[np.argmin(distances, axis=1)])
-    return on, np.concatenate(coords, axis=1)
+    return _on_pattern(labels, second, K), np.concatenate(coords, axis=1)
 
 
 PAIR_GAIN = 4.0  # a row starts on two atoms when their joint fit leaves < 1/PAIR_GAIN of its one-atom residual
@@ -342,16 +340,32 @@ def _pair_scores(X: np.ndarray, first, second) -> tuple[np.ndarray, np.ndarray]:
     return coefficients[:, :basis_j.shape[0]], coefficients[:, basis_j.shape[0]:]
 
 
+def _on_pattern(labels: np.ndarray, second: np.ndarray, K: int) -> np.ndarray:
+    """(N, K) booleans: each row's own atom, and its second atom where it has one (≥ 0)."""
+    on = np.zeros((labels.shape[0], K), bool)
+    on[np.arange(labels.shape[0]), labels] = True
+    on[second >= 0, second[second >= 0]] = True
+    return on
+
+
+def _pairs(X: np.ndarray, labels: np.ndarray, second: np.ndarray, means, components):
+    """Yields (j, k, rows mask, scores on j, scores on k) for every pair of atoms some rows start on."""
+    for j in range(len(means)):
+        for k in np.unique(second[(labels == j) & (second >= 0)]):
+            rows = (labels == j) & (second == k)
+            yield (j, int(k), rows, *_pair_scores(X[rows], (means[j], components[j]), (means[k], components[k])))
+
+
 def _pair_atoms(X: np.ndarray, labels: np.ndarray, means, components, own: np.ndarray):
     """(labels (N,), second atom (N,; −1 for one atom), residual (N,)) of rows that may start on two atoms.
 
     A row whose residual to its own subspace exceeds the noise threshold (9 × the median of the
-    better half of those residuals, as in :func:`sequential_subspaces`) is fitted by every pair of
+    better half of those residuals, :func:`_noise_threshold`) is fitted by every pair of
     subspaces; the best pair replaces its label where it leaves less than 1/PAIR_GAIN of the
     one-atom residual. Rows that are sums of two manifolds then start with both charts right.
     """
     n, K = X.shape[0], len(means)
-    tau = 9.0 * max(float(np.median(np.sort(own)[: max(1, n // 2)])), np.finfo(float).tiny)
+    tau = _noise_threshold(own)
     candidates = np.flatnonzero(own > tau)
     labels, second, residual_out = labels.copy(), np.full(n, -1), own.copy()
     if candidates.size == 0:
@@ -370,4 +384,4 @@ def _pair_atoms(X: np.ndarray, labels: np.ndarray, means, components, own: np.nd
     return labels, second, residual_out
 
 
-__all__ = ["all_on_params", "dense_coordinates", "dense_params", "encoding_start", "initial_params"]
+__all__ = ["all_on_params", "dense_coordinates", "dense_params", "encoding_start", "initial_params", "switched_logits"]

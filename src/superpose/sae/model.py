@@ -29,7 +29,7 @@ from superpose.sae.atoms import make_atom
 from superpose.sae.criterion import laplace_criterion
 from superpose.sae.gates import GATE_TYPES, Gate, make_gate
 from superpose.sae.hyperparameters import SaeHyperparameters, seed_from_dispersion
-from superpose.sae.init import dense_params, encoding_start, initial_params
+from superpose.sae.init import dense_params, encoding_start, initial_params, switched_logits
 from superpose.sae.objective import SaeParams, decode, wrap_coords
 from superpose.sae.selection import (
     LOG_KAPPA_FLOOR,
@@ -38,7 +38,7 @@ from superpose.sae.selection import (
     merge_selections,
     select_hyperparameters,
 )
-from superpose.sae.solve import SolveReport, _points_per_axis, solve
+from superpose.sae.solve import SolveReport, grid_points_per_axis, solve
 
 PRECISIONS = ("float64", "float32")
 
@@ -100,14 +100,11 @@ class ManifoldSAE:
         """Solves each row's gates and coordinates at the fixed decoders (Z_new: (N, p))."""
         Z = finite_matrix(Z_new, "Z_new", self.output_size)
         with _context(self.precision):
-            n = Z.shape[0]
-            grids = [np.asarray(atom.grid(_points_per_axis(atom, grid_points))) for atom in self.atoms]
+            grids = [np.asarray(atom.grid(grid_points_per_axis(atom, grid_points))) for atom in self.atoms]
             curves = [self.atom_curve(k, grid) - self.offset for k, grid in enumerate(grids)]
             on, coords = encoding_start(self.atoms, self.gate, np.asarray(Z, np.float64) - self.offset, grids, curves)
-            logits = jnp.zeros((n, self.num_atoms))
-            for k in range(self.num_atoms):
-                logits = self.gate.switched(logits, k, jnp.asarray(on[:, k]))
-            start = self._params(logits, coords)
+            dtype = jnp.float64 if self.precision == "float64" else jnp.float32
+            start = self._params(switched_logits(self.gate, on, dtype), coords)
             start = start._replace(coords=wrap_coords(self.atoms, start.coords))
             params, _ = solve(self.atoms, self.gate, start, self.hyperparameters, jnp.asarray(Z, start.offset.dtype),
                               max_iterations=max_iterations, grid_points=grid_points, update_decoders=False)

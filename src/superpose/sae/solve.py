@@ -36,7 +36,7 @@ import numpy as np
 from jaxtyping import Array
 
 from superpose.sae.gates import Gate
-from superpose.sae.structure import arrow_blocks, factor_rows, global_vector, solve_rows, with_globals
+from superpose.sae.structure import arrow_blocks, eliminate_rows, factor_rows, global_vector, solve_rows, with_globals
 from superpose.sae.objective import (
     decoder_penalty_matrix,
     design_matrix,
@@ -99,7 +99,7 @@ def _row_losses(atoms, gate, params, hyper, Z, logits, coords):
     return jax.vmap(lambda z, l, c: row_loss(atoms, gate, params, hyper, z, l, c))(Z, logits, coords)
 
 
-def _points_per_axis(atom, grid_points: int) -> int:
+def grid_points_per_axis(atom, grid_points: int) -> int:
     """``grid_points`` along a 1-D chart; about 4·grid_points points in all on a 2-D one."""
     return grid_points if atom.dim == 1 else max(4, int(np.ceil((4 * grid_points) ** (1 / atom.dim))))
 
@@ -109,7 +109,7 @@ def row_search(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, grid_point
     logits, coords = params.logits, params.coords
     current = _row_losses(atoms, gate, params, hyper, Z, logits, coords)
     for k, (atom, s) in enumerate(zip(atoms, coord_slices(atoms))):
-        grid = jnp.asarray(atom.grid(_points_per_axis(atom, grid_points)), coords.dtype)  # (G, d)
+        grid = jnp.asarray(atom.grid(grid_points_per_axis(atom, grid_points)), coords.dtype)  # (G, d)
         off_logits = gate.switched(logits, k, jnp.zeros(logits.shape[0], bool))
         on_logits = gate.switched(logits, k, jnp.ones(logits.shape[0], bool))
         off = _row_losses(atoms, gate, params, hyper, Z, off_logits, coords)
@@ -226,10 +226,9 @@ def joint_newton(atoms, gate, params: SaeParams, hyper, Z, mu, value, *, steps: 
         q = blocks.rows.shape[-1]
         # one batched eigendecomposition serves every row solve (see structure.RowFactor)
         factor = factor_rows(blocks.rows + mu * jnp.eye(q, dtype=blocks.rows.dtype))
-        cross = solve_rows(factor, blocks.cross)  # (N, q, P)
+        cross, schur = eliminate_rows(blocks, factor)  # (N, q, P), (P, P)
         grow = solve_rows(factor, g_rows[..., None])[..., 0]  # (N, q)
-        P = blocks.globals_.shape[0]
-        schur = blocks.globals_ + mu * jnp.eye(P, dtype=blocks.rows.dtype) - jnp.einsum("nqp,nqr->pr", blocks.cross, cross)
+        schur = schur + mu * jnp.eye(schur.shape[0], dtype=schur.dtype)
         rhs = g_global - jnp.einsum("nqp,nq->p", blocks.cross, grow)
         d_global = jnp.linalg.solve(schur, rhs)
         d_rows = grow - jnp.einsum("nqp,p->nq", cross, d_global)
@@ -359,6 +358,6 @@ def solve(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, *, max_iteratio
 
 
 __all__ = [
-    "SolveReport", "decoder_update", "escape_saddles", "gradient_norm", "iterate", "joint_newton",
+    "SolveReport", "decoder_update", "escape_saddles", "grid_points_per_axis", "gradient_norm", "iterate", "joint_newton",
     "projected_gradient", "row_newton", "row_search", "solve", "threshold_update",
 ]

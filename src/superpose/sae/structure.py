@@ -120,11 +120,15 @@ def invert_rows(factor: RowFactor) -> Float[Array, "N q q"]:
     return jnp.einsum("nab,nb,ncb->nac", factor.vectors, 1.0 / factor.values, factor.vectors)
 
 
+def eliminate_rows(blocks: ArrowBlocks, factor: RowFactor) -> tuple[Float[Array, "N q P"], Float[Array, "P P"]]:
+    """``(H_ii⁻¹ H_iG for every row, S_G = H_GG − Σ_i H_Gi H_ii⁻¹ H_iG)``: the row blocks eliminated once."""
+    solved = solve_rows(factor, blocks.cross)  # (N, q, P)
+    return solved, blocks.globals_ - jnp.einsum("nqp,nqr->pr", blocks.cross, solved)
+
+
 def schur_complement(blocks: ArrowBlocks, factor: RowFactor | None = None) -> Float[Array, "P P"]:
     """``S_G = H_GG − Σ_i H_Gi H_ii⁻¹ H_iG`` (every H_ii must be invertible)."""
-    factor = factor_rows(blocks.rows) if factor is None else factor
-    solved = solve_rows(factor, blocks.cross)  # (N, q, P)
-    return blocks.globals_ - jnp.einsum("nqp,nqr->pr", blocks.cross, solved)
+    return eliminate_rows(blocks, factor_rows(blocks.rows) if factor is None else factor)[1]
 
 
 class InverseBlocks(NamedTuple):
@@ -137,8 +141,8 @@ class InverseBlocks(NamedTuple):
 def inverse_blocks(blocks: ArrowBlocks) -> InverseBlocks:
     """The diagonal blocks of H⁻¹ from the arrow structure (H must be invertible)."""
     factor = factor_rows(blocks.rows)
-    schur_inverse = jnp.linalg.inv(schur_complement(blocks, factor))
-    X = solve_rows(factor, blocks.cross)
+    X, schur = eliminate_rows(blocks, factor)
+    schur_inverse = jnp.linalg.inv(schur)
     return InverseBlocks(invert_rows(factor) + jnp.einsum("nap,pr,nbr->nab", X, schur_inverse, X), schur_inverse)
 
 
@@ -149,10 +153,13 @@ class ArrowSpectra(NamedTuple):
     schur: Float[Array, " P"]  # of S_G, ascending
 
 
-def arrow_spectra(blocks: ArrowBlocks, factor: RowFactor | None = None) -> ArrowSpectra:
-    """The row blocks' eigenvalues (from ``factor``) and one eigendecomposition of the Schur complement."""
+def arrow_spectra(blocks: ArrowBlocks, factor: RowFactor | None = None,
+                  schur: Float[Array, "P P"] | None = None) -> ArrowSpectra:
+    """The row blocks' eigenvalues (from ``factor``) and one eigendecomposition of the Schur complement
+    (``schur`` where the caller has formed it already)."""
     factor = factor_rows(blocks.rows) if factor is None else factor
-    return ArrowSpectra(factor.values, jnp.linalg.eigvalsh(schur_complement(blocks, factor)))
+    schur = schur_complement(blocks, factor) if schur is None else schur
+    return ArrowSpectra(factor.values, jnp.linalg.eigvalsh(schur))
 
 
 def log_abs_det(eigenvalues: Array) -> Array:
@@ -179,5 +186,5 @@ def log_det_hessian(atoms, gate: Gate, params: SaeParams, hyper, Z: Float[Array,
     return LogDeterminant(sign, jnp.sum(row_logdet) + schur_logdet, row_logdet, spectra.rows[:, 0] > 0, schur_logdet)
 
 
-__all__ = ["ArrowBlocks", "ArrowSpectra", "InverseBlocks", "RowFactor", "factor_rows", "invert_rows", "solve_rows", "inverse_blocks", "LogDeterminant", "arrow_blocks", "arrow_spectra", "log_abs_det", "global_vector", "log_det_hessian", "schur_complement",
+__all__ = ["ArrowBlocks", "ArrowSpectra", "InverseBlocks", "RowFactor", "eliminate_rows", "factor_rows", "invert_rows", "solve_rows", "inverse_blocks", "LogDeterminant", "arrow_blocks", "arrow_spectra", "log_abs_det", "global_vector", "log_det_hessian", "schur_complement",
            "with_globals"]
