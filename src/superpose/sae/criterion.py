@@ -283,7 +283,7 @@ def covariance_blocks(atoms, gate, params: SaeParams, hyper: SaeHyperparameters,
     the softmax gate's logit shift projected out. Entries are NaN or inf where H is singular.
     """
     Z = _check_inputs(atoms, gate, params, hyper, Z)
-    return _covariance(atoms, gate, params, hyper, Z)
+    return _covariance(atoms, gate, params, hyper.astype(Z.dtype), Z)
 
 
 def _log_i0(kappa):
@@ -426,6 +426,7 @@ def laplace_criterion(atoms, gate, params: SaeParams, hyper: SaeHyperparameters,
         ``value = +inf`` and a status that says which.
     """
     Z = _check_inputs(atoms, gate, params, hyper, Z)
+    hyper = hyper.astype(Z.dtype)
     if dispersion is not None:
         dispersion = positive_float(dispersion, "dispersion")
     gauges = shift_gauges(atoms) if circular else ()

@@ -100,6 +100,13 @@ class SaeHyperparameters(eqx.Module):
             if jnp.shape(block) != (d,):
                 raise ValueError(f"log_ard[{k}] (atom {k}) must have shape ({d},), got shape {jnp.shape(block)}")
 
+    def astype(self, dtype: Any) -> SaeHyperparameters:
+        """The same strengths in ``dtype`` (the data's): one compiled solve serves hyperparameters
+        made inside and outside ``float64_enabled``."""
+        if all(leaf.dtype == dtype for leaf in jax.tree_util.tree_leaves(self)):
+            return self
+        return jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf, dtype), self)
+
     # ----------------------------------------------------------------------------------- build
     @classmethod
     def create(

@@ -128,8 +128,8 @@ def row_search(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, grid_point
     return params._replace(logits=logits, coords=coords)
 
 
-def row_newton(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, steps: int) -> SaeParams:
-    """``steps`` damped Newton steps on every row's (logits, coordinates), vmapped over rows."""
+def row_newton(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, steps) -> SaeParams:
+    """``steps`` (an int, or a traced one) damped Newton steps on every row's (logits, coordinates), vmapped over rows."""
     K = params.logits.shape[1]
 
     def solve_row(z, logits, coords):
@@ -185,16 +185,25 @@ def escape_saddles(atoms, gate: Gate, params: SaeParams, hyper, Z: Array) -> tup
     return params, penalized_loss(atoms, gate, params, hyper, Z)
 
 
-@functools.partial(jax.jit, static_argnames=("atoms", "gate", "grid_points", "newton_steps", "search",
-                                             "update_decoders"))
 def iterate(atoms, gate, params, hyper, Z, *, grid_points, newton_steps, search, update_decoders=True):
-    """One iteration of the inner solve (see the module docstring); returns (params, loss)."""
-    if update_decoders:
+    """One iteration of the inner solve (see the module docstring); returns (params, loss).
+
+    ``newton_steps``, ``search`` and ``update_decoders`` are traced: every variant that the solve
+    and the encoder use runs one compiled program per shape.
+    """
+    return _iterate(atoms, gate, params, hyper, Z, jnp.asarray(newton_steps, jnp.int32), jnp.asarray(search, bool),
+                    jnp.asarray(update_decoders, bool), grid_points=grid_points)
+
+
+@functools.partial(jax.jit, static_argnames=("atoms", "gate", "grid_points"))
+def _iterate(atoms, gate, params, hyper, Z, newton_steps, search, update_decoders, *, grid_points):
+    def decoders(params):
         params = decoder_update(atoms, gate, params, hyper, Z)
-        if gate.learns_thresholds:
-            params = threshold_update(atoms, gate, params, hyper, Z)
-    if search:
-        params = row_search(atoms, gate, params, hyper, Z, grid_points)
+        return threshold_update(atoms, gate, params, hyper, Z) if gate.learns_thresholds else params
+
+    params = jax.lax.cond(update_decoders, decoders, lambda params: params, params)
+    params = jax.lax.cond(search, lambda params: row_search(atoms, gate, params, hyper, Z, grid_points),
+                          lambda params: params, params)
     params = park_inactive(atoms, gate, row_newton(atoms, gate, params, hyper, Z, newton_steps))
     return params, penalized_loss(atoms, gate, params, hyper, Z)
 
@@ -214,8 +223,9 @@ def joint_newton(atoms, gate, params: SaeParams, hyper, Z, mu, value, *, steps: 
     """Damped Newton steps on every parameter at once, through the arrow structure.
 
     The system ``(H + μI) Δ = g`` is solved by eliminating the row blocks (N solves of q × q)
-    and factoring the P × P Schur complement; a step is kept only where the loss falls (or a
-    row block is not positive definite), and μ shrinks after a kept step and grows after a rejected one.
+    and factoring the P × P Schur complement; a row block that is not positive definite enters with
+    eigenvalues |w| + μ (saddle-free). A step is kept only where it is finite and the loss falls;
+    μ shrinks after a kept step and grows after a rejected one.
     ``value`` is ℓ_pen at ``params`` (the caller has it). Returns (params, loss, μ).
     """
     K = params.logits.shape[1]
@@ -224,8 +234,11 @@ def joint_newton(atoms, gate, params: SaeParams, hyper, Z, mu, value, *, steps: 
         blocks = arrow_blocks(atoms, gate, current, hyper, Z)
         g_global, g_rows = _gradients(atoms, gate, current, hyper, Z)
         q = blocks.rows.shape[-1]
-        # one batched eigendecomposition serves every row solve (see structure.RowFactor)
-        factor = factor_rows(blocks.rows + mu * jnp.eye(q, dtype=blocks.rows.dtype))
+        # one batched eigendecomposition serves every row solve (see structure.RowFactor); a row
+        # block that is not positive definite (a saddle, an inactive atom's coordinate) takes
+        # |λ| + μ for its eigenvalues λ (saddle-free Newton) instead of failing the whole step
+        factor = factor_rows(blocks.rows)
+        factor = factor._replace(values=jnp.abs(factor.values) + mu)
         cross, schur = eliminate_rows(blocks, factor)  # (N, q, P), (P, P)
         grow = solve_rows(factor, g_rows[..., None])[..., 0]  # (N, q)
         schur = schur + mu * jnp.eye(schur.shape[0], dtype=schur.dtype)
@@ -238,7 +251,7 @@ def joint_newton(atoms, gate, params: SaeParams, hyper, Z, mu, value, *, steps: 
         proposal = proposal._replace(logits=new_rows[:, :K], coords=wrap_coords(atoms, new_rows[:, K:]))
         if gate.learns_thresholds:
             proposal = proposal._replace(thresholds=jnp.maximum(proposal.thresholds, 0.0))
-        ok = jnp.all(factor.values[:, 0] > 0) & jnp.all(jnp.isfinite(d_global)) & jnp.all(jnp.isfinite(d_rows))
+        ok = jnp.all(jnp.isfinite(d_global)) & jnp.all(jnp.isfinite(d_rows))
         return proposal, ok
 
     def body(_, carry):
@@ -308,6 +321,7 @@ def solve(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, *, max_iteratio
     else it has converged. ``update_decoders=False`` solves the rows only (encoding).
     An iteration is one alternation or five joint Newton steps.
     """
+    hyper = hyper.astype(jnp.asarray(Z).dtype)
     trace, converged, change, stalled = [], False, float("inf"), False
     previous = float(penalized_loss(atoms, gate, params, hyper, Z))
     joint, mu, it = False, 1e-3, 0
