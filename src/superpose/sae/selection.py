@@ -268,6 +268,8 @@ def select_hyperparameters(
     def try_point(candidate_flat: np.ndarray, margin: float = 0.0) -> bool:
         """Evaluates a point; a lower V becomes the best point, but it counts as a move only below best − margin."""
         nonlocal best, gain
+        if np.array_equal(np.clip(candidate_flat, *box), best[4]):  # a step off the box's edge, clipped back
+            return False
         candidate = evaluate(np.clip(candidate_flat, *box), best[2])
         if math.isfinite(candidate[0].value) and candidate[0].value < best[0].value:
             gain = best[0].value - candidate[0].value
