@@ -85,6 +85,32 @@ def test_objective_equals_numpy_transcription():
     assert ours_loss == pytest.approx(expected_loss, rel=1e-10)
 
 
+def test_row_steps_in_chunks_equal_one_pass(monkeypatch):
+    """Row search, row Newton and the saddle escape over chunks of 7 rows (23 rows: two padded)
+    give the rows of one unchunked pass."""
+    import superpose.sae.solve as solve_module
+
+    atoms, gate = (CircleAtom(1), CircleAtom(1)), make_gate("binary")
+    with float64_enabled():
+        rng = np.random.default_rng(4)
+        params = _random_params(rng, atoms, 23, 5)
+        Z = jnp.asarray(rng.normal(size=(23, 5)))
+        hyper = SaeHyperparameters.create([1, 1], log_lambda_sparse=-3.0, log_lambda_smooth=-4.0, log_ard=-2.0)
+
+        def steps():
+            searched = solve_module.row_search(atoms, gate, params, hyper, Z, 12)
+            newton = solve_module.row_newton(atoms, gate, searched, hyper, Z, 3)
+            return searched, newton, solve_module.escape_saddles.__wrapped__(atoms, gate, newton, hyper, Z)[0]
+
+        whole = jax.jit(steps)()
+        monkeypatch.setattr(solve_module, "ROW_CHUNK", 7)
+        chunked = jax.jit(steps)()  # a new trace reads the new chunk size
+        for a, b in zip(whole, chunked):
+            np.testing.assert_allclose(np.asarray(b.logits), np.asarray(a.logits), rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(np.asarray(b.coords), np.asarray(a.coords), rtol=1e-10, atol=1e-12)
+        assert not np.allclose(np.asarray(whole[1].coords), np.asarray(params.coords))  # the steps moved rows
+
+
 def test_inner_solve_reaches_the_optimum_of_a_long_optax_run():
     """Same start: the solve's loss is no worse than 20 000 L-BFGS steps (1e-6 relative), gradient ~0."""
     atoms = (CircleAtom(1),)
@@ -97,6 +123,13 @@ def test_inner_solve_reaches_the_optimum_of_a_long_optax_run():
         start, _ = solve(atoms, gate, start, hyper, Z, max_iterations=1)  # decoders filled in
         ours, report = solve(atoms, gate, start, hyper, Z)
         assert report.converged
+        # alternation alone (what N·q·P beyond JOINT_MEMORY gets) lowers the loss but more slowly:
+        # measured 6.6415 after 500 iterations against the joint phase's 6.6365 after 16
+        _, alternated = solve(atoms, gate, start, hyper, Z, joint=False, max_iterations=30)
+        assert "alternation only" in alternated.status, alternated.status
+        assert report.loss <= alternated.loss <= float(penalized_loss(atoms, gate, start, hyper, Z))
+        with pytest.raises(TypeError, match="joint"):
+            solve(atoms, gate, start, hyper, Z, joint="yes")
         flat, unravel = ravel_pytree(start)
 
         def loss(x):

@@ -104,9 +104,38 @@ def grid_points_per_axis(atom, grid_points: int) -> int:
     return grid_points if atom.dim == 1 else max(4, int(np.ceil((4 * grid_points) ** (1 / atom.dim))))
 
 
+#: rows per chunk of the per-row steps (search, Newton, saddles): their memory is bounded by the
+#: chunk (a row's Hessian pass holds ~q·K·p numbers), not by N
+ROW_CHUNK = 4096
+
+
+def map_rows(fn, Z: Array, logits: Array, coords: Array, chunk: int | None = None):
+    """``fn(Z, logits, coords) -> (logits, coords)`` over chunks of ``chunk`` rows (``lax.map``).
+
+    The same compiled program as one call where N <= chunk; otherwise the rows are padded (with
+    copies of the last row, dropped again) to a multiple of the chunk.
+    """
+    N, chunk = Z.shape[0], ROW_CHUNK if chunk is None else chunk
+    if N <= chunk:
+        return fn(Z, logits, coords)
+    pad = (-N) % chunk
+
+    def split(a):
+        a = jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]) if pad else a
+        return a.reshape(-1, chunk, *a.shape[1:])
+
+    out = jax.lax.map(lambda xs: fn(*xs), (split(Z), split(logits), split(coords)))
+    return jax.tree_util.tree_map(lambda a: a.reshape(-1, *a.shape[2:])[:N], out)
+
+
 def row_search(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, grid_points: int) -> SaeParams:
     """Per row and atom (in turn): the best of keeping, switching off, or switching on at a grid point."""
-    logits, coords = params.logits, params.coords
+    logits, coords = map_rows(lambda z, l, c: _search_rows(atoms, gate, params, hyper, z, l, c, grid_points),
+                              Z, params.logits, params.coords)
+    return params._replace(logits=logits, coords=coords)
+
+
+def _search_rows(atoms, gate, params, hyper, Z, logits, coords, grid_points):
     current = _row_losses(atoms, gate, params, hyper, Z, logits, coords)
     for k, (atom, s) in enumerate(zip(atoms, coord_slices(atoms))):
         grid = jnp.asarray(atom.grid(grid_points_per_axis(atom, grid_points)), coords.dtype)  # (G, d)
@@ -125,7 +154,7 @@ def row_search(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, grid_point
         logits = jnp.where(use_on[:, None], on_logits, jnp.where(use_off[:, None], off_logits, logits))
         coords = coords.at[:, s].set(jnp.where(use_on[:, None], grid[best_point], coords[:, s]))
         current = jnp.where(use_on, best_on, jnp.where(use_off, off, current))
-    return params._replace(logits=logits, coords=coords)
+    return logits, coords
 
 
 def row_newton(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, steps) -> SaeParams:
@@ -149,7 +178,7 @@ def row_newton(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, steps) -> 
         r, _, _ = jax.lax.fori_loop(0, steps, body, (r0, f(r0), jnp.asarray(1e-4, r0.dtype)))
         return r[:K], r[K:]
 
-    logits, coords = jax.vmap(solve_row)(Z, params.logits, params.coords)
+    logits, coords = map_rows(jax.vmap(solve_row), Z, params.logits, params.coords)
     return params._replace(logits=logits, coords=coords)
 
 
@@ -180,7 +209,7 @@ def escape_saddles(atoms, gate: Gate, params: SaeParams, hyper, Z: Array) -> tup
         r = jnp.where(better, tries[best], r0)
         return r[:K], r[K:]
 
-    logits, coords = jax.vmap(escape_row)(Z, params.logits, params.coords)
+    logits, coords = map_rows(jax.vmap(escape_row), Z, params.logits, params.coords)
     params = params._replace(logits=logits, coords=coords)
     return params, penalized_loss(atoms, gate, params, hyper, Z)
 
@@ -293,6 +322,17 @@ def gradient_norm(atoms, gate, params: SaeParams, hyper, Z: Array) -> Array:
 JOINT_STEPS = 5
 #: below this damping μ, a joint Newton call whose every step was rejected is not read as convergence
 STALL_DAMPING = 1e8
+#: the joint phase holds the N × q × P cross blocks of the Hessian (and their elimination, N q P²
+#: flops): beyond this many bytes the solve alternates only (``joint=None``)
+JOINT_MEMORY = 2 * 2**30
+
+
+def joint_memory(gate: Gate, params: SaeParams) -> int:
+    """Bytes of the cross blocks H_iG that a joint Newton step holds (N·q·P numbers)."""
+    N, K = params.logits.shape
+    q = K + params.coords.shape[1]
+    P = global_vector(gate, params)[0].shape[0]
+    return N * q * P * params.coords.dtype.itemsize
 
 
 class SolveReport(NamedTuple):
@@ -310,7 +350,7 @@ class SolveReport(NamedTuple):
 def solve(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, *, max_iterations: int = 100,
           tol: float = 1e-9, grid_points: int = 48, newton_steps: int = 4, search_every: int = 5,
           update_decoders: bool = True, switch_tol: float = 1e-2,
-          switch_after: int = 10) -> tuple[SaeParams, SolveReport]:
+          switch_after: int = 10, joint: bool | None = None) -> tuple[SaeParams, SolveReport]:
     """Runs the inner solve until the loss stops falling; never raises away a finite model.
 
     Phase 1 alternates :func:`iterate` (exact decoders, row search in the first two iterations
@@ -319,8 +359,18 @@ def solve(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, *, max_iteratio
     parameter; once they change the loss by less than ``tol``, one more row search checks that
     no row gains from a jump to another part of its chart: if one does, the solve goes on,
     else it has converged. ``update_decoders=False`` solves the rows only (encoding).
-    An iteration is one alternation or five joint Newton steps.
+    An iteration is one alternation or five joint Newton steps. ``joint``: take the joint phase
+    (True), alternate only (False), or (None, default) take it where its cross blocks fit in
+    :data:`JOINT_MEMORY` bytes (:func:`joint_memory`); alternating only, the solve converges when an
+    alternation changes the loss by less than ``tol`` (more slowly: the status says so).
+    Per-row steps run in chunks of :data:`ROW_CHUNK` rows, so memory grows with N only linearly.
     """
+    if joint is None:
+        joint_allowed = joint_memory(gate, params) <= JOINT_MEMORY
+    elif isinstance(joint, bool):
+        joint_allowed = joint
+    else:
+        raise TypeError(f"joint must be True, False or None, got {joint!r}")
     hyper = hyper.astype(jnp.asarray(Z).dtype)
     trace, converged, change, stalled = [], False, float("inf"), False
     previous = float(penalized_loss(atoms, gate, params, hyper, Z))
@@ -341,7 +391,7 @@ def solve(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, *, max_iteratio
         trace.append(loss)
         change = abs(previous - loss) / max(abs(loss), 1e-30)
         previous = loss
-        if not joint and it > 2 and (change < switch_tol or it >= switch_after) and update_decoders:
+        if not joint and it > 2 and (change < switch_tol or it >= switch_after) and update_decoders and joint_allowed:
             joint, mu = True, 1e-3
         elif joint and change < tol and not stalled:
             checked, checked_loss = iterate(atoms, gate, params, hyper, Z, grid_points=grid_points, newton_steps=0,
@@ -355,7 +405,7 @@ def solve(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, *, max_iteratio
             else:
                 converged = True
                 break
-        elif not update_decoders and it > 2 and change < tol:
+        elif not (update_decoders and joint_allowed) and it > 2 and change < tol:
             converged = True
             break
     parked = park_inactive(atoms, gate, params)  # exact for what only the ARD prior sees; never raises the loss
@@ -365,9 +415,14 @@ def solve(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, *, max_iteratio
     grad = float(gradient_norm(atoms, gate, params, hyper, Z))
     if converged:
         status = (f"converged: relative change {change:.2g} < tol {tol:g}"
-                  + (" under joint Newton steps, and no row gained from the row search" if update_decoders else ""))
+                  + (" under joint Newton steps, and no row gained from the row search"
+                     if update_decoders and joint_allowed else ""))
     else:
         status = f"iteration budget reached ({max_iterations}); last relative change {change:.2g}"
+    if update_decoders and not joint_allowed:
+        status += (" (alternation only, no joint Newton phase: "
+                   + (f"its cross blocks would need {joint_memory(gate, params) / 2**30:.3g} GiB)" if joint is None
+                      else "joint=False)"))
     return params, SolveReport(previous, it, converged, change, grad, np.asarray(trace), status)
 
 
