@@ -111,7 +111,7 @@ def test_row_steps_in_chunks_equal_one_pass(monkeypatch):
         assert not np.allclose(np.asarray(whole[1].coords), np.asarray(params.coords))  # the steps moved rows
 
 
-def test_inner_solve_reaches_the_optimum_of_a_long_optax_run():
+def test_inner_solve_reaches_the_optimum_of_a_long_optax_run(monkeypatch):
     """Same start: the solve's loss is no worse than 20 000 L-BFGS steps (1e-6 relative), gradient ~0."""
     atoms = (CircleAtom(1),)
     gate = make_gate("threshold")
@@ -126,10 +126,15 @@ def test_inner_solve_reaches_the_optimum_of_a_long_optax_run():
         # alternation alone (what N·q·P beyond JOINT_MEMORY gets) lowers the loss but more slowly:
         # measured 6.6415 after 500 iterations against the joint phase's 6.6365 after 16
         _, alternated = solve(atoms, gate, start, hyper, Z, joint=False, max_iterations=30)
-        assert "alternation only" in alternated.status, alternated.status
+        assert "alternation only" in alternated.status and "joint=False" in alternated.status, alternated.status
         assert report.loss <= alternated.loss <= float(penalized_loss(atoms, gate, start, hyper, Z))
         with pytest.raises(TypeError, match="joint"):
             solve(atoms, gate, start, hyper, Z, joint="yes")
+        import superpose.sae.solve as solve_module
+
+        monkeypatch.setattr(solve_module, "JOINT_MEMORY", 0)  # the default rule, as at N = 100 000
+        _, automatic = solve(atoms, gate, start, hyper, Z, max_iterations=3)
+        assert "alternation only" in automatic.status and "cross blocks would need" in automatic.status
         flat, unravel = ravel_pytree(start)
 
         def loss(x):

@@ -374,9 +374,9 @@ def solve(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, *, max_iteratio
     hyper = hyper.astype(jnp.asarray(Z).dtype)
     trace, converged, change, stalled = [], False, float("inf"), False
     previous = float(penalized_loss(atoms, gate, params, hyper, Z))
-    joint, mu, it = False, 1e-3, 0
+    in_joint, mu, it = False, 1e-3, 0
     for it in range(1, max_iterations + 1):
-        if joint:
+        if in_joint:
             params, loss, mu_array = joint_newton(atoms, gate, params, hyper, Z, mu, previous, steps=JOINT_STEPS)
             # every step rejected (μ grew by 8 each time): the damping was too weak, not a sign of convergence
             stalled = float(mu_array) >= 0.99 * min(mu * 8.0**JOINT_STEPS, 1e12) and float(mu_array) < STALL_DAMPING
@@ -391,13 +391,13 @@ def solve(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, *, max_iteratio
         trace.append(loss)
         change = abs(previous - loss) / max(abs(loss), 1e-30)
         previous = loss
-        if not joint and it > 2 and (change < switch_tol or it >= switch_after) and update_decoders and joint_allowed:
-            joint, mu = True, 1e-3
-        elif joint and change < tol and not stalled:
+        if not in_joint and it > 2 and (change < switch_tol or it >= switch_after) and update_decoders and joint_allowed:
+            in_joint, mu = True, 1e-3
+        elif in_joint and change < tol and not stalled:
             checked, checked_loss = iterate(atoms, gate, params, hyper, Z, grid_points=grid_points, newton_steps=0,
                                             search=True, update_decoders=False)
             if float(checked_loss) < loss - 1e-4 * abs(loss):  # a row jumped: keep solving
-                params, previous, joint = checked, float(checked_loss), False
+                params, previous, in_joint = checked, float(checked_loss), False
                 continue
             escaped, escaped_loss = escape_saddles(atoms, gate, params, hyper, Z)  # only when no row jumped
             if float(escaped_loss) < loss - 1e-9 * abs(loss):  # a row left a saddle: keep solving
