@@ -44,6 +44,7 @@ import numpy as np
 from _common import print_table, write_results
 from superpose.sae import CircleAtom, SelectionBudget, fit_sae, single_circle, superposed_circles, two_circles
 from superpose.sae.metrics import circular_r2, curve_span, explained_variance, match_atoms, plane_overlap
+from superpose.sae.experiments import SaeCirclesConfig, SaeSuperposedConfig
 
 SWEEP_ROWS, SWEEP_DIMENSIONS = (60, 90, 120, 180, 240), (4, 6, 8, 10, 12)
 DEFAULT_CELLS = ((60, 4), (120, 8), (240, 12))
@@ -131,11 +132,14 @@ def run_gamfit(Z: np.ndarray, truth, options: dict, python: str, limit: float) -
 def run_superpose(Z: np.ndarray, truth, design: str, seed: int) -> dict:
     if design == "single":
         atoms, gate, options = [CircleAtom(3)], "topk", {"restarts": 2}
-    elif design == "two":  # as sae-circles fits it
-        atoms, gate, options = [CircleAtom(3)] * 2, "binary", {"restarts": 3, "budget": SelectionBudget(100, 120.0)}
-    else:  # as sae-superposed fits it
-        atoms, gate = [CircleAtom(1)] * np.asarray(truth.planes).shape[0], "binary"
-        options = {"restarts": 1, "budget": SelectionBudget(60, 600.0, 1e-7)}
+    elif design == "two":  # as sae-circles fits it, from its defaults
+        c = SaeCirclesConfig()
+        atoms, gate = [CircleAtom(c.harmonics)] * 2, c.gate
+        options = {"restarts": c.restarts, "budget": SelectionBudget(c.evaluations, c.seconds)}
+    else:  # as sae-superposed fits it, from its defaults
+        c = SaeSuperposedConfig()
+        atoms, gate = [CircleAtom(c.harmonics)] * np.asarray(truth.planes).shape[0], "binary"
+        options = {"restarts": c.restarts, "budget": SelectionBudget(c.evaluations, c.seconds, c.inner_tol)}
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -150,8 +154,8 @@ def run_superpose(Z: np.ndarray, truth, design: str, seed: int) -> dict:
             "log_lambda_smooth": [float(v) for v in np.asarray(fit.hyperparameters.log_lambda_smooth)]}
 
 
-def problems(args) -> list[tuple[str, str, dict, tuple]]:
-    """(design, label, gamfit options, (Z, truth)) for every design and seed asked for."""
+def problems(args) -> list[tuple[str, str, dict, tuple, int]]:
+    """(design, label, gamfit options, (Z, truth), seed) for every design and seed asked for."""
     out = []
     for design in args.designs:
         for seed in args.seeds:

@@ -262,7 +262,6 @@ def joint_newton(atoms, gate, params: SaeParams, hyper, Z, mu, value, *, steps: 
     def propose(current, mu):
         blocks = arrow_blocks(atoms, gate, current, hyper, Z)
         g_global, g_rows = _gradients(atoms, gate, current, hyper, Z)
-        q = blocks.rows.shape[-1]
         # one batched eigendecomposition serves every row solve (see structure.RowFactor); a row
         # block that is not positive definite (a saddle, an inactive atom's coordinate) takes
         # |λ| + μ for its eigenvalues λ (saddle-free Newton) instead of failing the whole step
@@ -371,7 +370,8 @@ def solve(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, *, max_iteratio
         joint_allowed = joint
     else:
         raise TypeError(f"joint must be True, False or None, got {joint!r}")
-    hyper = hyper.astype(jnp.asarray(Z).dtype)
+    Z = jnp.asarray(Z)  # once, not at every compiled call
+    hyper = hyper.astype(Z.dtype)
     trace, converged, change, stalled = [], False, float("inf"), False
     previous = float(penalized_loss(atoms, gate, params, hyper, Z))
     in_joint, mu, it = False, 1e-3, 0
