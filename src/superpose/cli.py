@@ -108,6 +108,43 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+_PROCESS_HELP = "Several processes (--distributed)"
+Distributed = Annotated[bool, typer.Option(
+    "--distributed", help="Join a multi-process run (one process per host, or several on one host): JAX reads "
+    "the coordinator, process count and id from SLURM or Open MPI, or from the three options below. Every "
+    "process runs the same command; only process 0 writes --out.", rich_help_panel=_PROCESS_HELP)]
+Coordinator = Annotated[Optional[str], typer.Option(
+    help="HOST:PORT of process 0's coordinator (implies --distributed).", rich_help_panel=_PROCESS_HELP,
+    show_default=False)]
+NumProcesses = Annotated[Optional[int], typer.Option(
+    help="Number of processes (with --coordinator).", rich_help_panel=_PROCESS_HELP, show_default=False)]
+ProcessId = Annotated[Optional[int], typer.Option(
+    help="This process's id, 0 to N-1 (with --coordinator).", rich_help_panel=_PROCESS_HELP, show_default=False)]
+PeerTimeout = Annotated[int, typer.Option(
+    help="Seconds after which a lost or failed process ends every other one with an error.",
+    rich_help_panel=_PROCESS_HELP, min=1)]
+
+
+def _join(distributed: bool, coordinator: str | None, num_processes: int | None, process_id: int | None,
+          peer_timeout: int) -> bool:
+    """Joins a multi-process run when asked (before any other JAX work); True on the process that writes."""
+    if not (distributed or coordinator is not None or num_processes is not None or process_id is not None):
+        return True
+    from superpose.parallel import initialize_processes, is_main_process
+
+    try:
+        initialize_processes(coordinator, num_processes, process_id, heartbeat_timeout_s=peer_timeout,
+                             shutdown_timeout_s=peer_timeout)
+    except (ValueError, RuntimeError) as error:
+        raise _fail(str(error)) from None
+    import jax
+
+    if is_main_process():
+        console.print(f"joined {jax.process_count()} processes, {jax.device_count()} devices; "
+                      "this process (0) writes the results", highlight=False)
+    return is_main_process()
+
+
 @app.command("list")
 def list_experiments() -> None:
     """Show every registered experiment with a one-line description."""
@@ -152,8 +189,15 @@ def run(
     force: Annotated[bool, typer.Option(help="Replace an earlier run in --out.")] = False,
     quick: Annotated[bool, typer.Option(help="Use the experiment's quick settings (as the quick gallery does).")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    distributed: Distributed = False,
+    coordinator: Coordinator = None,
+    num_processes: NumProcesses = None,
+    process_id: ProcessId = None,
+    peer_timeout: PeerTimeout = 60,
 ) -> None:
     """Run one experiment into its run directory (config, metrics, arrays, figures, index.html)."""
+    writer = _join(distributed, coordinator, num_processes, process_id, peer_timeout)
+    progress = progress and writer
     from superpose.runner import ExperimentFailed, RunDirectoryError, get_experiment, parse_overrides, run_experiment
     from superpose.runner.report import format_duration
 
@@ -171,6 +215,8 @@ def run(
     except ExperimentFailed as error:
         console.print(f"[bold red]failed:[/] {error}", highlight=False)
         raise typer.Exit(code=1) from None
+    if not writer:
+        return
     if record.skipped:
         console.print(f"{exp.name} had already finished in {record.out}; nothing to do.", highlight=False)
     else:
@@ -188,6 +234,11 @@ def gallery(
         Optional[list[str]], typer.Option(help="Run only this experiment (repeatable).", show_default=False)
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    distributed: Distributed = False,
+    coordinator: Coordinator = None,
+    num_processes: NumProcesses = None,
+    process_id: ProcessId = None,
+    peer_timeout: PeerTimeout = 60,
 ) -> None:
     """Run every registered default experiment and write one HTML report (OUT/index.html).
 
@@ -195,6 +246,7 @@ def gallery(
 
     A failing experiment is marked on the report with its error while the others still run; the exit code is then 1.
     """
+    writer = _join(distributed, coordinator, num_processes, process_id, peer_timeout)
     from superpose.runner import RunDirectoryError, run_gallery
     from superpose.runner.report import format_duration
 
@@ -202,10 +254,15 @@ def gallery(
         console.print(line, highlight=False, markup=False, soft_wrap=True)
 
     try:
-        with _progress(progress) as bar:
-            result = run_gallery(out, quick=quick, resume=resume, force=force, only=only, progress=bar, log=log)
+        with _progress(progress and writer) as bar:
+            result = run_gallery(out, quick=quick, resume=resume, force=force, only=only, progress=bar,
+                                 log=log if writer else None)
     except (RunDirectoryError, ValueError) as error:
         raise _fail(str(error)) from None
+    if not writer:
+        for record in result.failed:
+            console.print(f"[bold red]failed:[/] {record.name}: {(record.error or '').splitlines()[0]}", highlight=False)
+        raise typer.Exit(code=1 if result.failed else 0)
     table = Table("experiment", "status", "time", box=None)
     for record in result.records:
         style = "green" if record.status == "finished" else "red"

@@ -8,14 +8,21 @@ device count, places each block on its own device with a ``NamedSharding`` over 
 
 With a single device it is ``jax.jit`` and nothing else. On a single CPU device,
 :func:`cpu_thread_parts` and :func:`run_concurrently` split a batch into parts that run in
-threads at the same time instead. Multi-GPU and multi-host use is described in ``docs/scaling.md``.
+threads at the same time instead.
+
+Several processes (one per host, or several on one host) join with :func:`initialize_processes`;
+``jax.devices()`` then lists every process's devices, the mesh spans them all, and
+:func:`gathered` brings a result split over processes back to each of them. Multi-GPU and
+multi-host use is described in ``docs/scaling.md``.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import functools
+import hashlib
 import os
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -76,13 +83,28 @@ def shard_batch(tree: Any, mesh: Mesh | None = None) -> Any:
             f"a leading axis of {size} does not split evenly over {mesh.size} devices; "
             "pad it first with pad_batch, or call through sharded()"
         )
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(BATCH_AXIS)))
+    return _place(tree, NamedSharding(mesh, PartitionSpec(BATCH_AXIS)))
 
 
 def replicate(tree: Any, mesh: Mesh | None = None) -> Any:
     """Places a full copy of every leaf on each device of the mesh."""
     mesh = batch_mesh() if mesh is None else mesh
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    return _place(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+def _place(tree: Any, sharding: NamedSharding) -> Any:
+    """``jax.device_put(tree, sharding)``; over several processes, each process places its own part
+    of a host copy (every process holds the same values: the same program drew them)."""
+    if jax.process_count() == 1 or sharding.is_fully_addressable:
+        return jax.device_put(tree, sharding)
+
+    def place(leaf: Any) -> jax.Array:
+        if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(place(jax.random.key_data(leaf)), impl=jax.random.key_impl(leaf))
+        host = np.asarray(gathered(leaf))
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree_util.tree_map(place, tree)
 
 
 def distribute(batched: Any, replicated: Any = (), mesh: Mesh | None = None) -> tuple[Any, Any, int]:
@@ -131,10 +153,118 @@ def sharded(
         placed = list(args)
         for i, tree in zip([*batch_argnums, *others], [*batched, *rest]):
             placed[i] = tree
-        out = jitted(*placed)
+        out = gathered(jitted(*placed))
         return jax.tree_util.tree_map(lambda leaf: leaf[:size], out)
 
     return wrapper
+
+
+def gathered(tree: Any) -> Any:
+    """Every leaf as an array this process holds whole.
+
+    A result computed over several processes is a global array whose rows lie on several hosts;
+    such leaves are gathered (a collective: every process must call this at the same point) and
+    come back as single-device arrays with the same values on every process. Leaves held whole
+    already (everything in a single process) come back untouched.
+    """
+    if jax.process_count() == 1:
+        return tree
+
+    def whole(leaf: Any) -> Any:
+        if not isinstance(leaf, jax.Array) or leaf.is_fully_addressable:
+            return leaf
+        if leaf.is_fully_replicated:
+            return jnp.asarray(leaf.addressable_data(0))
+        from jax.experimental import multihost_utils
+
+        return jnp.asarray(multihost_utils.process_allgather(leaf, tiled=True))
+
+    return jax.tree_util.tree_map(whole, tree)
+
+
+# -- several processes -----------------------------------------------------------------------
+
+#: seconds without a heartbeat before a process counts as lost (every other process then ends)
+HEARTBEAT_TIMEOUT_S = 60
+#: seconds a finished process waits for the others at exit before ending with an error
+SHUTDOWN_TIMEOUT_S = 60
+#: seconds to wait for every process to join
+JOIN_TIMEOUT_S = 300
+_ADDRESS = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:(\d{1,5})$")
+
+
+def initialize_processes(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    heartbeat_timeout_s: int = HEARTBEAT_TIMEOUT_S,
+    shutdown_timeout_s: int = SHUTDOWN_TIMEOUT_S,
+    join_timeout_s: int = JOIN_TIMEOUT_S,
+) -> None:
+    """Joins this process to a multi-process JAX run (``jax.distributed.initialize``).
+
+    Call it first, before any other JAX work. With no arguments JAX reads the coordinator, the
+    process count and this process's id from the environment (SLURM, Open MPI, cloud TPUs); or
+    give all three. On CPUs the processes exchange data through gloo. A process that stops
+    sending heartbeats for ``heartbeat_timeout_s``, or that does not reach the exit barrier within
+    ``shutdown_timeout_s`` of the others, ends every process with an error (JAX's coordination
+    service), so a failure on one host never leaves the others waiting.
+
+    Args:
+        coordinator: ``"host:port"`` of process 0's coordination service.
+        num_processes: how many processes join (≥ 1).
+        process_id: this process's index, ``0 ≤ process_id < num_processes``.
+        heartbeat_timeout_s, shutdown_timeout_s, join_timeout_s: whole seconds ≥ 1.
+    """
+    given = [coordinator is not None, num_processes is not None, process_id is not None]
+    if any(given) and not all(given):
+        raise ValueError(
+            "give the coordinator address, the number of processes and this process's id together, "
+            "or none of them (to read them from SLURM or Open MPI)"
+        )
+    for name, value in (("heartbeat_timeout_s", heartbeat_timeout_s), ("shutdown_timeout_s", shutdown_timeout_s),
+                        ("join_timeout_s", join_timeout_s)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a whole number of seconds >= 1, got {value!r}")
+    if all(given):
+        if not isinstance(coordinator, str) or not _ADDRESS.match(coordinator) or not (
+                0 < int(_ADDRESS.match(coordinator).group(1)) < 65536):
+            raise ValueError(f"coordinator must be 'host:port' with a port in 1..65535, got {coordinator!r}")
+        if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
+            raise ValueError(f"num_processes must be an integer >= 1, got {num_processes!r}")
+        if isinstance(process_id, bool) or not isinstance(process_id, int) or not 0 <= process_id < num_processes:
+            raise ValueError(f"process_id must be an integer in [0, {num_processes}), got {process_id!r}")
+    if jax.distributed.is_initialized():
+        raise RuntimeError("this process has already joined a multi-process run")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(
+            coordinator_address=coordinator, num_processes=num_processes, process_id=process_id,
+            initialization_timeout=join_timeout_s, heartbeat_timeout_seconds=heartbeat_timeout_s,
+            shutdown_timeout_seconds=shutdown_timeout_s,
+        )
+    except ValueError as error:  # nothing in the environment to read the settings from
+        raise ValueError(
+            f"could not join a multi-process run: {error}. Outside SLURM or Open MPI give the "
+            "coordinator ('host:port' of process 0), the number of processes and this process's id"
+        ) from None
+
+
+def is_main_process() -> bool:
+    """True on process 0, the one that writes results (always true in a single process)."""
+    return jax.process_index() == 0
+
+
+def processes_agree(text: str) -> bool:
+    """True if every process passed the same ``text`` (a collective with several processes)."""
+    if jax.process_count() == 1:
+        return True
+    from jax.experimental import multihost_utils
+
+    digest = np.frombuffer(hashlib.sha256(text.encode()).digest(), dtype=np.uint8)
+    every = np.asarray(multihost_utils.process_allgather(digest))
+    return bool((every == every[0]).all())
 
 
 #: rows per part below which a CPU batch is not split across threads
@@ -169,6 +299,6 @@ def _pool() -> concurrent.futures.ThreadPoolExecutor:
 
 
 __all__ = [
-    "BATCH_AXIS", "batch_mesh", "cpu_thread_parts", "distribute", "pad_batch", "replicate", "run_concurrently",
-    "shard_batch", "sharded",
+    "BATCH_AXIS", "batch_mesh", "cpu_thread_parts", "distribute", "gathered", "initialize_processes",
+    "is_main_process", "pad_batch", "processes_agree", "replicate", "run_concurrently", "shard_batch", "sharded",
 ]

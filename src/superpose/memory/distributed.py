@@ -36,6 +36,7 @@ from superpose.memory.energies import BatchedEnergy
 from superpose.memory.features import FEATURE_MAPS, PARTS, chunk_features, phase_chunk, projection_chunk
 from superpose.numerics import sincos
 from superpose.numerics.precision import matmul
+from superpose.parallel import distribute, gathered
 
 #: "auto" stores the projection when it takes at most this many bytes (512 MiB).
 AUTO_STORE_BYTES = 512 * 2**20
@@ -242,7 +243,7 @@ class DistributedMemory(eqx.Module):
         with ``with_floor_hits=True``; use that rather than a second pass.
         """
         v = self._states(states)
-        _, _, clipped = _energy_and_grad(self, v.reshape(-1, self.dim), False)
+        _, _, clipped = _energy_and_grad_over_devices(self, v.reshape(-1, self.dim), False)
         return clipped.reshape(v.shape[:-1])
 
     def energy(self, states: Float[Array, "... D"], with_floor_hits: bool = False):
@@ -251,7 +252,7 @@ class DistributedMemory(eqx.Module):
         With ``with_floor_hits=True`` returns ``(energy, floor_hits)`` from the same pass.
         """
         v = self._states(states)
-        e, _, clipped = _energy_and_grad(self, v.reshape(-1, self.dim), False)
+        e, _, clipped = _energy_and_grad_over_devices(self, v.reshape(-1, self.dim), False)
         e, clipped = e.reshape(v.shape[:-1]), clipped.reshape(v.shape[:-1])
         return (e, clipped) if with_floor_hits else e
 
@@ -261,7 +262,7 @@ class DistributedMemory(eqx.Module):
         With ``with_floor_hits=True`` returns ``(energy, grad, floor_hits)`` from the same pass.
         """
         v = self._states(states)
-        e, g, clipped = _energy_and_grad(self, v.reshape(-1, self.dim), True)
+        e, g, clipped = _energy_and_grad_over_devices(self, v.reshape(-1, self.dim), True)
         out = (e.reshape(v.shape[:-1]), g.reshape(v.shape))
         return (*out, clipped.reshape(v.shape[:-1])) if with_floor_hits else out
 
@@ -444,6 +445,15 @@ def _energy_and_grad(memory: DistributedMemory, states: jax.Array, want_grad: bo
         grad_log = jnp.where(clipped[:, None], 0.0, g / safe[:, None]) if want_grad else None
     energy = -log_s / memory.beta
     return energy, (-grad_log / memory.beta if want_grad else None), clipped
+
+
+def _energy_and_grad_over_devices(memory: DistributedMemory, states: jax.Array, want_grad: bool):
+    """:func:`_energy_and_grad` with the states (N, D) split over every device (of every process)."""
+    if jax.device_count() == 1:
+        return _energy_and_grad(memory, states, want_grad)
+    placed, placed_memory, n = distribute(states, memory)
+    out = gathered(_energy_and_grad(placed_memory, placed, want_grad))
+    return jax.tree_util.tree_map(lambda a: a[:n], out)
 
 
 def distributed_energy(state: Float[Array, " D"], memory: DistributedMemory) -> Float[Array, ""]:

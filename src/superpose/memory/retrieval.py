@@ -21,7 +21,7 @@ from superpose._xla import WIDE_VECTORS
 from superpose.memory._checks import check_beta, memories_array, positive_float, positive_int, states_array
 from superpose.memory.energies import BatchedEnergy
 from superpose.numerics.precision import matmul
-from superpose.parallel import cpu_thread_parts, distribute, pad_batch, run_concurrently
+from superpose.parallel import cpu_thread_parts, distribute, gathered, pad_batch, run_concurrently
 
 if TYPE_CHECKING:  # imported where used: memory does not load superpose.scales at import time
     from superpose.scales.schedules import BetaSchedule
@@ -154,7 +154,7 @@ def descend(
     )
     parts = cpu_thread_parts(n)
     if parts == 1:
-        out, e, gnorm, taken, converged, trace = run(flat, free=free)
+        out, e, gnorm, taken, converged, trace = gathered(run(flat, free=free))  # whole on every process
     else:  # one CPU device: equal parts of the batch run concurrently (queries are independent)
         (flat, free), _ = pad_batch((flat, free), parts)
         size = flat.shape[0] // parts

@@ -25,6 +25,7 @@ import superpose
 from superpose.runner import files
 from superpose.runner.registry import Experiment, experiments
 from superpose.runner.report import format_duration, write_gallery_page
+from superpose.runner.processes import process_directory
 from superpose.runner.run import RunDirectoryError, RunRecord, prepare_directory, run_experiment
 
 
@@ -219,6 +220,17 @@ def run_gallery(
     if len(set(names)) != len(names):
         raise ValueError(f"a gallery runs each experiment once; got {', '.join(names)}")
 
+    with process_directory(out) as here:  # other processes than 0 write to a private copy
+        result = _run_gallery(here, selection, registered, quick=quick, resume=resume, force=force,
+                              progress=progress, log=log)
+    if here == out:
+        return result
+    records = [dataclasses.replace(r, out=out / r.name) for r in result.records]
+    return GalleryResult(out, out / result.page.name, records)
+
+
+def _run_gallery(out: Path, selection: Sequence[Experiment], registered: Mapping[str, Experiment], *, quick: bool,
+                 resume: bool, force: bool, progress: Any | None, log: Callable[[str], None] | None) -> GalleryResult:
     resuming = prepare_directory(out, resume, force, "superpose gallery", "gallery.json")
     if resuming:
         stored = files.read_json(out / "gallery.json")
@@ -226,6 +238,7 @@ def run_gallery(
             mode = "--quick" if stored.get("quick") else "full"
             raise RunDirectoryError(f"cannot resume {out}: it is a {mode} gallery; rerun in the same mode")
     out.mkdir(parents=True, exist_ok=True)
+    names = [e.name for e in selection]
     files.write_json(out / "gallery.json", {"quick": quick, "experiments": names, "version": superpose.__version__})
 
     title = f"superpose gallery{' (quick)' if quick else ''}"

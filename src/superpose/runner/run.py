@@ -36,6 +36,7 @@ import numpy as np
 import superpose
 from superpose.runner import files
 from superpose.runner.config import ExperimentConfig, config_differences
+from superpose.runner.processes import process_directory
 from superpose.runner.registry import Experiment, get_experiment
 
 T = TypeVar("T")
@@ -55,7 +56,7 @@ def _now() -> str:
 
 
 def environment_metadata() -> dict[str, Any]:
-    """Library versions, the JAX backend and its devices, Python and the platform."""
+    """Library versions, the JAX backend and its devices (by process), Python and the platform."""
     return {
         "superpose_version": superpose.__version__,
         "jax_version": jax.__version__,
@@ -64,6 +65,10 @@ def environment_metadata() -> dict[str, Any]:
         "platform": platform.platform(),
         "backend": jax.default_backend(),
         "devices": [str(device) for device in jax.devices()],
+        "process_count": jax.process_count(),
+        "devices_by_process": {
+            str(i): [str(d) for d in jax.devices() if d.process_index == i] for i in range(jax.process_count())
+        },
     }
 
 
@@ -287,11 +292,19 @@ def run_experiment(
         raise_on_error: re-raise the experiment's error as :class:`ExperimentFailed`
             (after recording it); otherwise return a record with status ``failed``.
     """
-    from superpose.runner.report import write_run_page
-
     exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
     out = Path(out) if out is not None else Path("superpose-results") / exp.name
     config = exp.make_config(overrides, quick=quick)
+    with process_directory(out) as here:  # other processes than 0 write to a private copy
+        record = _run(exp, config, here, resume=resume, force=force, quick=quick, progress=progress,
+                      raise_on_error=raise_on_error)
+    return record if here == out else dataclasses.replace(record, out=out)
+
+
+def _run(exp: Experiment, config: ExperimentConfig, out: Path, *, resume: bool, force: bool, quick: bool,
+         progress: Any | None, raise_on_error: bool) -> RunRecord:
+    from superpose.runner.report import write_run_page
+
     config_doc = {"experiment": exp.name, "config": config.to_dict()}
 
     resuming = prepare_directory(out, resume, force, "run of a superpose experiment", "run.json")

@@ -21,7 +21,7 @@ import optax
 from jaxtyping import Array, Float
 
 from superpose._validation import positive_float, positive_int
-from superpose.parallel import batch_mesh, pad_batch, shard_batch
+from superpose.parallel import batch_mesh, gathered, pad_batch, shard_batch
 from superpose.toy.data import Features, draw_planes, group_layout, sample
 from superpose.toy.models import MODEL_KINDS, ToyParams, activate, forward
 
@@ -245,7 +245,7 @@ def train(
         if mesh.size > 1:
             w, b, chunk_imp = shard_batch((w, b, chunk_imp), mesh)
             chunk_density, chunk_ids = shard_batch((chunk_density, chunk_ids), mesh)
-        w, b, c = _train(w, b, chunk_imp, chunk_density, chunk_ids, key, **options)
+        w, b, c = gathered(_train(w, b, chunk_imp, chunk_density, chunk_ids, key, **options))
         out_w.append(w[:size])
         out_b.append(b[:size])
         curves.append(c[:, :size])
