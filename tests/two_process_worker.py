@@ -1,5 +1,6 @@
 """One process of a two-process run (started by tests/test_distributed.py): joins the run, computes
-the sharded parts of each capability and writes what it got to ``OUT/process-<id>.json``.
+the sharded parts of each capability (DrDAM, toy, recall, the SAE's inner solve) and writes what it
+got to ``OUT/process-<id>.json``.
 
     python tests/two_process_worker.py PORT PROCESS_ID OUT [--raise-on 1]
 
@@ -53,7 +54,30 @@ def compute() -> dict:
     trials = prepare(simulate(truth, jax.random.key(3), list_length=8, n_lists=6))
     population = uniform_population(jax.random.key(4), 13, DEFAULT_FREE, DEFAULT_FIXED)
     out["nll"] = np.asarray(population_nll(population, trials)).tolist()
+    out.update(compute_sae())
     return out
+
+
+def compute_sae() -> dict:
+    """Three iterations of the SAE's inner solve on 120 planted rows (split over the devices)."""
+    import jax
+    import numpy as np
+
+    from superpose.numerics import float64_enabled
+    from superpose.sae import CircleAtom, SaeHyperparameters
+    from superpose.sae.init import initial_params
+    from superpose.sae.gates import make_gate
+    from superpose.sae.planted import two_circles
+    from superpose.sae.solve import solve
+
+    with float64_enabled():
+        Z, _ = two_circles(jax.random.key(0), n=120, p=8)
+        atoms = (CircleAtom(2), CircleAtom(2))
+        hyper = SaeHyperparameters.create([1, 1], log_lambda_sparse=-2.0, log_lambda_smooth=-2.0, log_ard=-4.0)
+        gate = make_gate("threshold", 2)
+        start = initial_params(atoms, gate, Z, jax.random.key(1))
+        params, report = solve(atoms, gate, start, hyper, Z, max_iterations=3)
+        return {"sae_loss_trace": report.loss_trace.tolist(), "sae_coords": np.asarray(params.coords).tolist()}
 
 
 def main(argv: list[str]) -> None:

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
+from superpose.parallel import gathered, replicate, shard_batch
 from superpose.sae.gates import Gate
 from superpose.sae.structure import arrow_blocks, eliminate_rows, factor_rows, global_vector, solve_rows, with_globals
 from superpose.sae.objective import (
@@ -372,8 +373,10 @@ def solve(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, *, max_iteratio
         raise TypeError(f"joint must be True, False or None, got {joint!r}")
     Z = jnp.asarray(Z)  # once, not at every compiled call
     hyper = hyper.astype(Z.dtype)
+    Z, params, split = rows_over_devices(Z, params)
+    loss_of, park = (_loss, _park) if split else (penalized_loss, park_inactive)
     trace, converged, change, stalled = [], False, float("inf"), False
-    previous = float(penalized_loss(atoms, gate, params, hyper, Z))
+    previous = float(loss_of(atoms, gate, params, hyper, Z))
     in_joint, mu, it = False, 1e-3, 0
     for it in range(1, max_iterations + 1):
         if in_joint:
@@ -408,8 +411,8 @@ def solve(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, *, max_iteratio
         elif not (update_decoders and joint_allowed) and it > 2 and change < tol:
             converged = True
             break
-    parked = park_inactive(atoms, gate, params)  # exact for what only the ARD prior sees; never raises the loss
-    parked_loss = float(penalized_loss(atoms, gate, parked, hyper, Z))
+    parked = park(atoms, gate, params)  # exact for what only the ARD prior sees; never raises the loss
+    parked_loss = float(loss_of(atoms, gate, parked, hyper, Z))
     if parked_loss <= previous:
         params, previous = parked, parked_loss
     grad = float(gradient_norm(atoms, gate, params, hyper, Z))
@@ -423,10 +426,29 @@ def solve(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, *, max_iteratio
         status += (" (alternation only, no joint Newton phase: "
                    + (f"its cross blocks would need {joint_memory(gate, params) / 2**30:.3g} GiB)" if joint is None
                       else "joint=False)"))
-    return params, SolveReport(previous, it, converged, change, grad, np.asarray(trace), status)
+    return gathered(params) if split else params, SolveReport(previous, it, converged, change, grad, np.asarray(trace), status)
+
+
+# compiled, for rows split over several processes (an eager, host-side check cannot read them)
+_loss = jax.jit(penalized_loss, static_argnames=("atoms", "gate"))
+_park = jax.jit(park_inactive, static_argnames=("atoms", "gate"))
+
+
+def rows_over_devices(Z: Array, params: SaeParams) -> tuple[Array, SaeParams, bool]:
+    """Splits the rows (of ``Z``, the logits and the coordinates) over every device, of every process,
+    where they divide evenly; the decoders, offset and thresholds are copied to each. The compiled
+    steps then run on every device's rows, with XLA's sums over rows (decoders, the joint Newton
+    step's Schur complement) across devices. Returns ``(Z, params, whether they were split)``.
+    """
+    devices = jax.device_count()
+    if devices == 1 or Z.shape[0] % devices:
+        return Z, params, False
+    Z, logits, coords = shard_batch((Z, params.logits, params.coords))
+    offset, decoders, thresholds = replicate((params.offset, params.decoders, params.thresholds))
+    return Z, SaeParams(offset, decoders, thresholds, logits, coords), True
 
 
 __all__ = [
     "SolveReport", "decoder_update", "escape_saddles", "grid_points_per_axis", "gradient_norm", "iterate", "joint_newton",
-    "projected_gradient", "row_newton", "row_search", "solve", "threshold_update",
+    "projected_gradient", "row_newton", "row_search", "rows_over_devices", "solve", "threshold_update",
 ]
