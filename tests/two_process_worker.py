@@ -2,7 +2,7 @@
 the sharded parts of each capability (DrDAM, toy, recall, the SAE's inner solve) and writes what it
 got to ``OUT/process-<id>.json``.
 
-    python tests/two_process_worker.py PORT PROCESS_ID OUT [--raise-on 1]
+    python tests/two_process_worker.py PORT PROCESS_ID OUT [--raise-on 1] [--peer-timeout SECONDS]
 
 Without a port (``-``) it runs alone, as the single-process reference.
 """
@@ -59,7 +59,8 @@ def compute() -> dict:
 
 
 def compute_sae() -> dict:
-    """Three iterations of the SAE's inner solve on 120 planted rows (split over the devices)."""
+    """Three iterations of the SAE's inner solve on 120 planted rows (split over the devices: the
+    size rule that keeps few rows whole is lowered)."""
     import jax
     import numpy as np
 
@@ -68,7 +69,7 @@ def compute_sae() -> dict:
     from superpose.sae.init import initial_params
     from superpose.sae.gates import make_gate
     from superpose.sae.planted import two_circles
-    from superpose.sae.solve import solve
+    import superpose.sae.solve as solve_module
 
     with float64_enabled():
         Z, _ = two_circles(jax.random.key(0), n=120, p=8)
@@ -76,7 +77,11 @@ def compute_sae() -> dict:
         hyper = SaeHyperparameters.create([1, 1], log_lambda_sparse=-2.0, log_lambda_smooth=-2.0, log_ard=-4.0)
         gate = make_gate("threshold", 2)
         start = initial_params(atoms, gate, Z, jax.random.key(1))
-        params, report = solve(atoms, gate, start, hyper, Z, max_iterations=3)
+        rule, solve_module.MIN_ROWS_PER_DEVICE = solve_module.MIN_ROWS_PER_DEVICE, 1  # split even these few rows
+        try:
+            params, report = solve_module.solve(atoms, gate, start, hyper, Z, max_iterations=3)
+        finally:
+            solve_module.MIN_ROWS_PER_DEVICE = rule
         return {"sae_loss_trace": report.loss_trace.tolist(), "sae_coords": np.asarray(params.coords).tolist()}
 
 
@@ -86,13 +91,15 @@ def main(argv: list[str]) -> None:
     if port != "-":
         from superpose.parallel import initialize_processes
 
-        initialize_processes(f"127.0.0.1:{port}", 2, process_id, heartbeat_timeout_s=10, shutdown_timeout_s=10,
-                             join_timeout_s=60)
-    if raise_on == process_id:
+        timeout = int(argv[argv.index("--peer-timeout") + 1]) if "--peer-timeout" in argv else 10
+        initialize_processes(f"127.0.0.1:{port}", 2, process_id, heartbeat_timeout_s=timeout,
+                             shutdown_timeout_s=timeout, join_timeout_s=60)
+    if raise_on is not None:
         from superpose.parallel import processes_agree
 
-        processes_agree("both started")  # the other process is past its start, then this one fails
-        raise RuntimeError(f"process {process_id} failed on purpose")
+        processes_agree("both started")  # both are past their start; then one fails, the other computes
+        if raise_on == process_id:
+            raise RuntimeError(f"process {process_id} failed on purpose")
     result = compute()
     (folder / f"process-{process_id}.json").write_text(json.dumps(result))
 

@@ -434,14 +434,21 @@ _loss = jax.jit(penalized_loss, static_argnames=("atoms", "gate"))
 _park = jax.jit(park_inactive, static_argnames=("atoms", "gate"))
 
 
+#: fewest rows per device for which the solve splits its rows over devices. Each solve step sums over
+#: rows across devices; on two processes of one 2-core machine, sae-circles' quick fit (a few hundred
+#: rows) took 152 s split against 19 s on one device, so small problems stay whole on every device.
+MIN_ROWS_PER_DEVICE = ROW_CHUNK
+
+
 def rows_over_devices(Z: Array, params: SaeParams) -> tuple[Array, SaeParams, bool]:
     """Splits the rows (of ``Z``, the logits and the coordinates) over every device, of every process,
-    where they divide evenly; the decoders, offset and thresholds are copied to each. The compiled
-    steps then run on every device's rows, with XLA's sums over rows (decoders, the joint Newton
-    step's Schur complement) across devices. Returns ``(Z, params, whether they were split)``.
+    where they divide evenly and each device gets at least :data:`MIN_ROWS_PER_DEVICE`; the decoders,
+    offset and thresholds are copied to each. The compiled steps then run on every device's rows,
+    with XLA's sums over rows (decoders, the joint Newton step's Schur complement) across devices.
+    Otherwise every device (of every process) solves all rows. Returns ``(Z, params, split)``.
     """
-    devices = jax.device_count()
-    if devices == 1 or Z.shape[0] % devices:
+    devices, n = jax.device_count(), Z.shape[0]
+    if devices == 1 or n % devices or n < devices * MIN_ROWS_PER_DEVICE:
         return Z, params, False
     Z, logits, coords = shard_batch((Z, params.logits, params.coords))
     offset, decoders, thresholds = replicate((params.offset, params.decoders, params.thresholds))
