@@ -126,7 +126,7 @@ class DistributedMemory(eqx.Module):
             raise TypeError(f"dtype must be a float dtype, got {dtype}")
         key = _typed_key(key)
         n_chunks = -(-num_features // chunk)
-        nbytes = n_chunks * chunk * dim * dtype.itemsize
+        nbytes = projection_bytes(n_chunks * chunk, dim, dtype)
         store = projection == "stored" or (projection == "auto" and nbytes <= AUTO_STORE_BYTES)
         omega = None
         if store:
@@ -368,7 +368,6 @@ def _pass(memory: DistributedMemory, states: jax.Array, want_grad: bool) -> tupl
     t_chunks = _padded_T(memory)
 
     if memory.feature_map == "positive":
-        sq = jnp.sum(states**2, axis=-1)
 
         def step(carry, xs):
             top, total, weighted = carry

@@ -6,7 +6,7 @@ Public API:
   item choice and likelihood, memory's retrieval).
 - :func:`stable_exp`, :func:`exponent_limits`: log-parameterised strengths, clamped to stay
   finite and positive (sae's hyperparameters, recall's fitted parameters).
-- :func:`normalize`, :func:`safe_norm`, :func:`log_mean_exp`: vector helpers with safe gradients.
+- :func:`normalize`, :func:`safe_norm`: vector helpers with safe gradients.
 - :func:`float64_enabled`: a context in which JAX computes in float64.
 - :func:`sincos`: sine and cosine together, ten times faster than XLA's on CPU in float32.
 
@@ -23,7 +23,7 @@ from superpose.numerics.power import (
 from superpose.numerics.precision import float64_enabled
 from superpose.numerics.trig import sincos
 from superpose.numerics.strengths import exponent_limits, stable_exp
-from superpose.numerics.vectors import log_mean_exp, normalize, safe_norm
+from superpose.numerics.vectors import normalize, safe_norm
 
 __all__ = [
     "choice_probabilities",
@@ -31,7 +31,6 @@ __all__ = [
     "float64_enabled",
     "log_choice_probabilities",
     "log_choice_probability_of",
-    "log_mean_exp",
     "masked_power_scale",
     "normalize",
     "power_scale",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
@@ -37,11 +36,3 @@ def normalize(x: Float[ArrayLike, "*batch d"], axis: int = -1, eps: float = 0.0)
     norm = safe_norm(x, axis=axis, keepdims=True)
     big = norm > eps
     return jnp.where(big, x / jnp.where(big, norm, 1.0), 0.0)
-
-
-def log_mean_exp(x: Float[ArrayLike, "*batch n"], axis: int = -1) -> Float[Array, "*batch"]:
-    """``log(mean(exp(x)))`` along ``axis``, stable for large ``|x|`` (``logsumexp − log n``)."""
-    x = as_float_array("x", x)
-    check_at_least_1d("x", x)
-    n = x.shape[axis]
-    return jax.nn.logsumexp(x, axis=axis) - jnp.log(jnp.asarray(n, x.dtype))
