@@ -69,6 +69,7 @@ def test_sharded_parts_equal_one_process(tmp_path):
     for result in results:
         assert result["processes"] == 2 and result["devices"] == 2
         assert result["mesh_processes"] == [0, 1]  # the batch really was split over both processes
+        assert result["assembled"] == list(range(8)) and result["assembled_sum"] == 28.0  # rows from both
         for key in ("energy", "grad", "descended", "descended_energy", "toy_W", "toy_b", "toy_loss", "nll"):
             np.testing.assert_allclose(result[key], reference[key], rtol=2e-6, atol=1e-6, err_msg=key)  # float32
         # float64, with sums over rows in another order: the loss to 1e-9 (measured 1e-11), the coordinates

@@ -24,11 +24,17 @@ def compute() -> dict:
     from superpose.recall.parameters import DEFAULT_FIXED, DEFAULT_FREE, uniform_population
     from superpose.toy import init_params, make_features, train
 
-    from superpose.parallel import shard_batch
+    from superpose.parallel import assemble_batch, gathered, shard_batch
 
     placed = shard_batch(jnp.zeros((jax.device_count(), 1)))
     out: dict = {"devices": jax.device_count(), "processes": jax.process_count(),
                  "mesh_processes": sorted({d.process_index for d in placed.sharding.device_set})}
+    # rows loaded per process (here 0..3 on process 0 and 4..7 on process 1), assembled and summed
+    rows = 8 // jax.process_count()
+    local = np.arange(rows * jax.process_index(), rows * (jax.process_index() + 1), dtype=np.float32)[:, None]
+    assembled = assemble_batch(local)
+    out["assembled"] = np.asarray(gathered(assembled)).ravel().tolist()
+    out["assembled_sum"] = float(jax.jit(jnp.sum)(assembled))
     # DrDAM: energy and gradient of 11 queries (odd: the batch is padded), then 4 descent steps
     k_mem, k_query, k_feat = jax.random.split(jax.random.key(0), 3)
     xi = jnp.sign(jax.random.normal(k_mem, (6, 12)))

@@ -159,6 +159,22 @@ def sharded(
     return wrapper
 
 
+def assemble_batch(local_rows: Any, mesh: Mesh | None = None) -> Any:
+    """One global batch from each process's own rows (data too large to hold on every host).
+
+    Every process passes the rows it loaded (a pytree of arrays with leading axis B_i); the result
+    is a global array of B = Σ B_i rows split over the mesh, rows ordered by process index. Its
+    leading size must split evenly over the mesh's devices. A collective: every process calls it.
+    With one process it is :func:`shard_batch` of ``local_rows``.
+    """
+    mesh = batch_mesh() if mesh is None else mesh
+    if jax.process_count() == 1:
+        return shard_batch(local_rows, mesh)
+    sharding = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
+    return jax.tree_util.tree_map(
+        lambda leaf: jax.make_array_from_process_local_data(sharding, np.asarray(leaf)), local_rows)
+
+
 def gathered(tree: Any) -> Any:
     """Every leaf as an array this process holds whole.
 
@@ -299,6 +315,6 @@ def _pool() -> concurrent.futures.ThreadPoolExecutor:
 
 
 __all__ = [
-    "BATCH_AXIS", "batch_mesh", "cpu_thread_parts", "distribute", "gathered", "initialize_processes",
+    "BATCH_AXIS", "assemble_batch", "batch_mesh", "cpu_thread_parts", "distribute", "gathered", "initialize_processes",
     "is_main_process", "pad_batch", "processes_agree", "replicate", "run_concurrently", "shard_batch", "sharded",
 ]
