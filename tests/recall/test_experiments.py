@@ -70,3 +70,19 @@ def test_recall_fit_on_one_morton_subject_beats_cymr(tmp_path):
 def test_recall_fit_refuses_bad_subject_lists(tmp_path):
     with pytest.raises(ValueError, match="comma-separated subject ids"):
         run_experiment("recall-fit", {"subjects": "one,two"}, tmp_path / "bad", quick=True)
+
+
+@pytest.mark.skipif(not psifr_available(), reason="psifr (the 'recall' extra) is not installed")
+def test_quick_subjects_exist_in_every_data_set():
+    from superpose.recall import load_sample
+    from superpose.recall.experiments import SAMPLES, _chosen_subjects
+    from superpose.runner import get_experiment
+
+    quick = get_experiment("recall-fit").quick["subjects"]
+    for name in SAMPLES:  # peers_notask has no subjects 1 and 2; first:2 takes its two lowest ids
+        dataset = load_sample(name)
+        chosen = _chosen_subjects(dataset, quick)
+        assert list(chosen.subjects) == sorted(dataset.subjects)[:2], name
+    for bad in ("first:0", "first:x", "first:"):
+        with pytest.raises(ValueError, match="first:N"):
+            run_experiment("recall-fit", {"subjects": bad}, "unused", quick=True)
