@@ -155,7 +155,8 @@ def recall_fit(config: FitConfig, run: RunContext) -> None:
         subjects=len(subjects), total_nll=float(table["nll"].sum()), mean_nll=float(table["nll"].mean()),
         nll_by_subject={int(s): float(v) for s, v in zip(table["subject"], table["nll"])},
         mean_seconds_per_subject=float(table["seconds"].mean()),
-        mean_de_spread_before_polish_nll=float(np.mean(spreads)),  # not the agreement of polished fits polished_fraction=float(np.mean([f.polished for f in result.fits])),
+        mean_de_spread_before_polish_nll=float(np.mean(spreads)),  # not the agreement of polished fits
+        polished_fraction=float(np.mean([f.polished for f in result.fits])),
         nonfinite_evaluations=result.nonfinite_evaluations,  # likelihoods scored as 1e12 (inf/NaN regions)
         **rms,
     )
