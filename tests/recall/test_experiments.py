@@ -88,3 +88,18 @@ def test_quick_subjects_exist_in_every_data_set():
     for bad in ("first:0", "first:x", "first:"):
         with pytest.raises(ValueError, match="first:N"):
             run_experiment("recall-fit", {"subjects": bad}, "unused", quick=True)
+
+
+@pytest.mark.skipif(not psifr_available(), reason="psifr (the 'recall' extra) is not installed")
+def test_recall_fit_with_confirmation_reports_each_subject(tmp_path):
+    metrics, _ = run(tmp_path, "recall-fit", dataset="peers_notask", subjects="first:1", restarts=2, popsize=6,
+                     sim_repeats=1, confirm=0.5, max_restarts=3)
+    (subject,) = metrics["status_by_subject"]
+    restarts, at_best = metrics["restarts_by_subject"][subject], metrics["restarts_at_best_by_subject"][subject]
+    assert 2 <= restarts <= 3 and 1 <= at_best <= restarts
+    assert metrics["status_by_subject"][subject].startswith("confirmed") == (at_best >= 2)
+    assert metrics["confirmed_fraction"] == float(at_best >= 2)
+    table = pd.read_csv(tmp_path / "recall-fit" / "fits.csv")
+    assert table.loc[0, "restarts"] == restarts and table.loc[0, "restarts_at_best"] == at_best
+    with pytest.raises(ValueError, match="max_restarts"):
+        run_experiment("recall-fit", {"confirm": "0.1", "restarts": "4", "max_restarts": "3"}, tmp_path / "bad")

@@ -131,9 +131,15 @@ class FitConfig(ExperimentConfig):
     tol: float = param(1e-2, "DE relative tolerance (the gradient polish finishes the fit)", low=1e-8, high=1.0)
     polish_steps: int = param(200, "L-BFGS iterations of the float64 gradient polish (0 = none)", low=0)
     sim_repeats: int = param(10, "simulated copies of every list for the model curves", low=1, high=1000)
+    confirm: float = param(0.0, "nats: > 0 polishes every restart and runs more (up to max_restarts) until "
+                                "two end within this of the best; 0 = a fixed number of restarts", low=0.0,
+                           high=100.0)
+    max_restarts: int = param(12, "the most restarts per subject when confirm > 0", low=2, high=256)
 
     def check(self) -> None:
         _parse_subjects(self.subjects)
+        if self.confirm > 0 and self.max_restarts < self.restarts:
+            raise ValueError(f"max_restarts ({self.max_restarts}) must be >= restarts ({self.restarts})")
 
 
 @experiment("recall-fit", FitConfig, quick={"subjects": "first:2", "restarts": 1, "sim_repeats": 4})
@@ -141,8 +147,9 @@ def recall_fit(config: FitConfig, run: RunContext) -> None:
     """Fit CMR to Morton2013 (or peers_notask) per subject; data against simulated model."""
     dataset = _chosen_subjects(load_sample(config.dataset), config.subjects)
     subjects = tuple(int(s) for s in dataset.subjects)
+    confirming = {"confirm": config.confirm, "max_restarts": config.max_restarts} if config.confirm > 0 else {}
     result = fit(dataset, subjects, restarts=config.restarts, popsize=config.popsize, tol=config.tol,
-                 seed=config.seed, polish_steps=config.polish_steps,
+                 seed=config.seed, polish_steps=config.polish_steps, **confirming,
                  show_progress=run.progress is not None, results_path=run.out / "fits.json")
     table = result.table()
     write_text(run.out / "fits.csv", table.to_csv(index=False))
@@ -160,13 +167,30 @@ def recall_fit(config: FitConfig, run: RunContext) -> None:
         nonfinite_evaluations=result.nonfinite_evaluations,  # likelihoods scored as 1e12 (inf/NaN regions)
         **rms,
     )
-    run.note(f"Fitted {len(subjects)} subjects of {config.dataset} with {config.restarts} differential-evolution "
-             f"restarts each (population {config.popsize}×{len(result.free)}, tol {config.tol:g}) and a float64 "
-             f"L-BFGS polish kept where it helps ({100 * np.mean([f.polished for f in result.fits]):.0f}% of "
-             f"subjects). Total NLL {table['nll'].sum():.1f}. Before the polish, the restarts' DE end points spread over "
-             f"{np.mean(spreads):.1f} nats on average (DE at tol {config.tol:g} stops while its population still "
-             "spreads; only the best is polished, so this is not how well finished fits agree). Per-subject "
-             "parameters are in fits.csv and fits.json.")
+    if confirming:  # how many restarts each subject took, how many reached its best, and how each ended
+        run.log_metrics(
+            confirmed_fraction=float(np.mean([f.status.startswith("confirmed") for f in result.fits])),
+            restarts_by_subject={f.subject: len(f.restart_nlls) for f in result.fits},
+            restarts_at_best_by_subject={f.subject: f.restarts_at_best for f in result.fits},
+            status_by_subject={f.subject: f.status for f in result.fits},
+        )
+    restarts = (f"at least {config.restarts} differential-evolution restarts each" if confirming else
+                f"{config.restarts} differential-evolution restarts each")
+    spread = ("" if confirming else
+              f" Before the polish, the restarts' DE end points spread over {np.mean(spreads):.1f} nats on average "
+              f"(DE at tol {config.tol:g} stops while its population still spreads; only the best is polished, so "
+              "this is not how well finished fits agree).")
+    run.note(f"Fitted {len(subjects)} subjects of {config.dataset} with {restarts} (population "
+             f"{config.popsize}×{len(result.free)}, tol {config.tol:g}) and a float64 L-BFGS polish kept where it "
+             f"helps ({100 * np.mean([f.polished for f in result.fits]):.0f}% of subjects' best fits). Total NLL "
+             f"{table['nll'].sum():.1f}.{spread} Per-subject parameters are in fits.csv and fits.json.")
+    if confirming:
+        confirmed = sum(f.status.startswith("confirmed") for f in result.fits)
+        run.note(f"Confirmation was on: every restart was polished on its own, and restarts went on until two ended "
+                 f"within {config.confirm:g} nats of the best (at most {config.max_restarts}). {confirmed} of "
+                 f"{len(result.fits)} subjects were confirmed, after "
+                 f"{min(len(f.restart_nlls) for f in result.fits)}–{max(len(f.restart_nlls) for f in result.fits)} "
+                 "restarts. Confirmation is evidence, not proof: a rarely found better basin can exist (docs/recall.md).")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -68,6 +68,9 @@ class SubjectFit:
     n_events: int
     nonfinite_evaluations: int = 0  # likelihoods that were inf (or NaN outside the box), scored as 1e12
     data_fingerprint: str = ""  # RecallDataset.fingerprint() of the subject's data ("" if unknown)
+    final_nlls: list[float] = field(default_factory=list)  # each restart's NLL after its own polish (confirm mode)
+    restarts_at_best: int = 0  # restarts whose final NLL is within `confirm` nats of the best (confirm mode)
+    status: str = ""  # how the restarts ended: confirmed, or which budget was reached
 
 
 @dataclass
@@ -86,12 +89,14 @@ class FitResult:
         return sum(f.nonfinite_evaluations for f in self.fits)
 
     def table(self) -> Any:
-        """A pandas table: one row per subject (nll, evaluations, non-finite ones, seconds, parameters)."""
+        """A pandas table: one row per subject (nll, restarts and how many reached the best, status,
+        evaluations, non-finite ones, seconds, parameters)."""
         import pandas as pd
 
-        return pd.DataFrame([{"subject": f.subject, "nll": f.nll, "evaluations": f.evaluations,
-                              "nonfinite_evaluations": f.nonfinite_evaluations, "seconds": f.wall_seconds,
-                              **f.parameters} for f in self.fits])
+        return pd.DataFrame([{"subject": f.subject, "nll": f.nll, "restarts": len(f.restart_nlls),
+                              "restarts_at_best": f.restarts_at_best, "status": f.status,
+                              "evaluations": f.evaluations, "nonfinite_evaluations": f.nonfinite_evaluations,
+                              "seconds": f.wall_seconds, **f.parameters} for f in self.fits])
 
     def parameters(self, subject: int) -> CMRParameters:
         for f in self.fits:
@@ -273,53 +278,29 @@ def nll64(trials: Trials, parameters: Mapping[str, float], free: Sequence[str] =
 def fit_subject(trials: Trials, *, free: Sequence[str] = DEFAULT_FREE,
                 fixed: Mapping[str, float] = DEFAULT_FIXED, restarts: int = 3, popsize: int = 15,
                 tol: float = 1e-2, maxiter: int = 1000, seed: int = 0, polish_steps: int = 200,
-                subject: int = 0, workers: int | None = None) -> SubjectFit:
+                subject: int = 0, workers: int | None = None, confirm: float | None = None,
+                agree: int = 2, max_restarts: int = 12, max_seconds: float | None = None) -> SubjectFit:
     """Fits one subject's :class:`Trials` (see :func:`fit` for the arguments)."""
     free, fixed = _check_free_fixed(free, fixed)
-    if restarts < 1:
-        raise ValueError(f"restarts must be >= 1, got {restarts}")
-    bounds = [FIT_BOUNDS[n] for n in free]
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+        raise ValueError(f"restarts must be an integer >= 1, got {restarts!r}")
+    if confirm is not None:
+        return _confirmed_fit(trials, free, fixed, restarts=restarts, popsize=popsize, tol=tol, maxiter=maxiter,
+                              seed=seed, polish_steps=polish_steps, subject=subject, workers=workers,
+                              confirm=confirm, agree=agree, max_restarts=max_restarts, max_seconds=max_seconds)
     start = time.perf_counter()
-    counts = [0] * restarts
-    nonfinite = [0] * restarts
-    warm = None
-    if polish_steps > 0:  # compile the float64 gradient while DE runs
-        value_and_grad, to_z, _ = _objective64(trials, free, fixed)
-        middle = np.array([(lo + hi) / 2 for lo, hi in bounds])
-        warm = threading.Thread(target=lambda: value_and_grad(to_z(middle)), daemon=True)
-        warm.start()
-
-    def run_restart(restart: int) -> dict[str, float]:
-        def objective(x: np.ndarray) -> np.ndarray:
-            # DE keeps x inside FIT_BOUNDS, so the sets are valid by construction: they go straight
-            # to the jitted likelihood as NumPy arrays (no per-generation eager JAX work).
-            counts[restart] += x.shape[1]
-            x32 = np.asarray(x, np.float32)
-            values = dict(zip(free, x32))
-            values.update({n: np.full(x.shape[1], v, np.float32) for n, v in fixed.items()})
-            nll = np.asarray(score_population(CMRParameters(**values), trials), np.float64)
-            # float32 may round a value onto a closed bound (outside the open box), where NaN can occur
-            nll, bad = _screen_nonfinite(nll, x32, free)
-            nonfinite[restart] += bad
-            return nll
-
-        res = differential_evolution(objective, bounds, vectorized=True, updating="deferred", popsize=popsize,
-                                     tol=tol, maxiter=maxiter, polish=False, seed=seed * 1000 + restart)
-        return {n: float(v) for n, v in zip(free, res.x)} | fixed
-
-    # Compile the population function once before the restarts' threads all ask for it.
-    size = popsize * len(free)
-    middle_sets = {n: np.full(size, (lo + hi) / 2, np.float32) for n, (lo, hi) in zip(free, bounds)}
-    score_population(CMRParameters(**middle_sets, **{n: np.full(size, v, np.float32) for n, v in fixed.items()}),
-                     trials).block_until_ready()
+    warm = _warm_polish(trials, free, fixed) if polish_steps > 0 else None  # compiles while DE runs
+    _compile_population(trials, free, fixed, popsize)
     # Restarts run in threads: XLA releases the GIL, so two populations are scored at once.
     workers = min(restarts, os.cpu_count() or 1) if workers is None else workers
+    run = partial(_de_restart, trials, free, fixed, popsize=popsize, tol=tol, maxiter=maxiter, seed=seed)
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(run_restart, range(restarts)))
+            runs = list(pool.map(run, range(restarts)))
     else:
-        results = [run_restart(r) for r in range(restarts)]
-    evaluations, nonfinite_count = sum(counts), sum(nonfinite)
+        runs = [run(r) for r in range(restarts)]
+    results = [r[0] for r in runs]
+    evaluations, nonfinite_count = sum(r[1] for r in runs), sum(r[2] for r in runs)
     if warm is not None:
         warm.join()
     restart_nlls = [nll64(trials, r, free, fixed) for r in results]
@@ -338,12 +319,115 @@ def fit_subject(trials: Trials, *, free: Sequence[str] = DEFAULT_FREE,
                       restart_nlls=restart_nlls, evaluations=evaluations,
                       wall_seconds=time.perf_counter() - start, polished=polished, polish_gain=gain,
                       n_lists=int(trials.targets.shape[0]), n_events=trials.n_events,
-                      nonfinite_evaluations=nonfinite_count)
+                      nonfinite_evaluations=nonfinite_count, status=f"{restarts} restarts, the best polished")
+
+
+def _warm_polish(trials: Trials, free: tuple[str, ...], fixed: dict[str, float]) -> threading.Thread:
+    """Compiles the float64 value and gradient in a thread (joined before the polish)."""
+    value_and_grad, to_z, _ = _objective64(trials, free, fixed)
+    middle = np.array([sum(FIT_BOUNDS[n]) / 2 for n in free])
+    warm = threading.Thread(target=lambda: value_and_grad(to_z(middle)), daemon=True)
+    warm.start()
+    return warm
+
+
+def _compile_population(trials: Trials, free: tuple[str, ...], fixed: dict[str, float], popsize: int) -> None:
+    """Compiles the population function once, before several restarts' threads all ask for it."""
+    size = popsize * len(free)
+    middle = {n: np.full(size, sum(FIT_BOUNDS[n]) / 2, np.float32) for n in free}
+    score_population(CMRParameters(**middle, **{n: np.full(size, v, np.float32) for n, v in fixed.items()}),
+                     trials).block_until_ready()
+
+
+def _de_restart(trials: Trials, free: tuple[str, ...], fixed: dict[str, float], restart: int, *, popsize: int,
+                tol: float, maxiter: int, seed: int) -> tuple[dict[str, float], int, int]:
+    """One differential-evolution run (seeded ``seed·1000 + restart``): (parameters, sets scored, non-finite)."""
+    counts = [0, 0]
+
+    def objective(x: np.ndarray) -> np.ndarray:
+        # DE keeps x inside FIT_BOUNDS, so the sets are valid by construction: they go straight
+        # to the jitted likelihood as NumPy arrays (no per-generation eager JAX work).
+        counts[0] += x.shape[1]
+        x32 = np.asarray(x, np.float32)
+        values = dict(zip(free, x32))
+        values.update({n: np.full(x.shape[1], v, np.float32) for n, v in fixed.items()})
+        nll = np.asarray(score_population(CMRParameters(**values), trials), np.float64)
+        # float32 may round a value onto a closed bound (outside the open box), where NaN can occur
+        nll, bad = _screen_nonfinite(nll, x32, free)
+        counts[1] += bad
+        return nll
+
+    res = differential_evolution(objective, [FIT_BOUNDS[n] for n in free], vectorized=True, updating="deferred",
+                                 popsize=popsize, tol=tol, maxiter=maxiter, polish=False, seed=seed * 1000 + restart)
+    return {n: float(v) for n, v in zip(free, res.x)} | fixed, counts[0], counts[1]
+
+
+def _confirmed_fit(trials: Trials, free: tuple[str, ...], fixed: dict[str, float], *, restarts: int, popsize: int,
+                   tol: float, maxiter: int, seed: int, polish_steps: int, subject: int, workers: int | None,
+                   confirm: float, agree: int, max_restarts: int, max_seconds: float | None) -> SubjectFit:
+    """Restarts (DE, then each one's own float64 polish) until ``agree`` of them end within ``confirm`` nats
+    of the best, after at least ``restarts`` of them; or until ``max_restarts`` or ``max_seconds``."""
+    if not (isinstance(confirm, (int, float)) and np.isfinite(confirm) and confirm > 0):
+        raise ValueError(f"confirm must be a number of nats > 0 (or None to run a fixed number of restarts), "
+                         f"got {confirm!r}")
+    if isinstance(agree, bool) or not isinstance(agree, int) or agree < 2:
+        raise ValueError(f"agree must be an integer >= 2 (restarts that must reach the best), got {agree!r}")
+    if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < max(restarts, agree):
+        raise ValueError(f"max_restarts must be an integer >= max(restarts, agree) = {max(restarts, agree)}, "
+                         f"got {max_restarts!r}")
+    if max_seconds is not None and not (np.isfinite(max_seconds) and max_seconds > 0):
+        raise ValueError(f"max_seconds must be > 0 or None, got {max_seconds!r}")
+    start = time.perf_counter()
+    warm = _warm_polish(trials, free, fixed) if polish_steps > 0 else None
+    _compile_population(trials, free, fixed, popsize)
+    workers = max(1, min(max_restarts, os.cpu_count() or 1) if workers is None else workers)
+
+    def one(restart: int) -> tuple[dict[str, float], float, float, int, int, bool]:
+        found, scored, bad = _de_restart(trials, free, fixed, restart, popsize=popsize, tol=tol, maxiter=maxiter,
+                                         seed=seed)
+        de_nll = nll64(trials, found, free, fixed)
+        if polish_steps == 0:
+            return found, de_nll, de_nll, scored, bad, False
+        if warm is not None:
+            warm.join()
+        candidate, _, steps, more_bad = _polish(trials, found, free, fixed, steps=polish_steps)
+        final = nll64(trials, candidate, free, fixed)
+        if np.isfinite(final) and final < de_nll:
+            return candidate, de_nll, final, scored + steps, bad + more_bad, True
+        return found, de_nll, de_nll, scored + steps, bad + more_bad, False
+
+    runs: list[tuple] = []
+    status = ""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        while True:
+            batch = min(workers, max_restarts - len(runs)) if len(runs) >= restarts else restarts - len(runs)
+            runs += list(pool.map(one, range(len(runs), len(runs) + batch)))
+            finals = np.array([r[2] for r in runs])
+            at_best = int(np.sum(finals <= finals.min() + confirm))
+            if at_best >= agree:
+                status = f"confirmed: {at_best} of {len(runs)} restarts within {confirm:g} nats of the best"
+                break
+            reached = f"{at_best} of {len(runs)} restarts within {confirm:g} nats of the best, {agree} needed"
+            if len(runs) >= max_restarts:
+                status = f"restart budget reached ({max_restarts}): {reached}"
+                break
+            if max_seconds is not None and time.perf_counter() - start >= max_seconds:
+                status = f"time budget reached ({max_seconds:g} s): {reached}"
+                break
+    best = int(np.argmin([r[2] for r in runs]))
+    parameters, _, nll, _, _, polished = runs[best]
+    return SubjectFit(subject=subject, parameters={n: float(parameters[n]) for n in PARAMETER_NAMES}, nll=float(nll),
+                      restart_nlls=[float(r[1]) for r in runs], evaluations=sum(r[3] for r in runs),
+                      wall_seconds=time.perf_counter() - start, polished=polished,
+                      polish_gain=float(runs[best][1] - nll), n_lists=int(trials.targets.shape[0]),
+                      n_events=trials.n_events, nonfinite_evaluations=sum(r[4] for r in runs),
+                      final_nlls=[float(r[2]) for r in runs], restarts_at_best=at_best, status=status)
 
 
 def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: Sequence[str] = DEFAULT_FREE,
         fixed: Mapping[str, float] = DEFAULT_FIXED, restarts: int = 3, popsize: int = 15, tol: float = 1e-2,
         maxiter: int = 1000, seed: int = 0, polish_steps: int = 200, workers: int | None = None,
+        confirm: float | None = None, agree: int = 2, max_restarts: int = 12, max_seconds: float | None = None,
         progress: Callable[[int, int, SubjectFit], None] | None = None, show_progress: bool = False,
         results_path: str | Path | None = None) -> FitResult:
     """Fits CMR to each subject by maximum likelihood.
@@ -361,6 +445,11 @@ def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: 
         seed: seeds restart r of a run as ``seed·1000 + r`` (the same seed gives the same fit).
         workers: threads that run restarts at once (default: one per core, at most ``restarts``).
         polish_steps: L-BFGS iterations of the float64 gradient polish (0 = none).
+        confirm: None runs ``restarts`` restarts and polishes the best. A number of nats turns on
+            confirmation: every restart is polished on its own, and restarts go on (``workers`` at a
+            time, at least ``restarts`` of them) until ``agree`` end within ``confirm`` nats of the best, or
+            ``max_restarts`` have run, or ``max_seconds`` have passed. Each fit's ``status`` says which,
+            ``final_nlls`` holds every restart's polished NLL and ``restarts_at_best`` how many agree.
         progress: called as ``progress(done, total, fit)`` after each subject.
         show_progress: draw a rich progress bar.
         results_path: if given, the result JSON is rewritten after every subject, and subjects
@@ -381,6 +470,8 @@ def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: 
         raise ValueError(f"subjects {missing} are not in the dataset; it has {dataset.subjects.tolist()}")
     settings = {"restarts": restarts, "popsize": popsize, "tol": tol, "maxiter": maxiter, "seed": seed,
                 "polish_steps": polish_steps}
+    if confirm is not None:  # only then: fits stored without confirmation keep their settings
+        settings.update(confirm=confirm, agree=agree, max_restarts=max_restarts, max_seconds=max_seconds)
     selections = {s: dataset.select(subjects=[s]) for s in wanted}
     fingerprints = {s: selection.fingerprint() for s, selection in selections.items()}
     done: dict[int, SubjectFit] = {}
@@ -413,7 +504,8 @@ def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: 
                 trials = prepare(selections[subject], pad_to=padded[subject])
                 fit_ = fit_subject(trials, free=free, fixed=fixed, restarts=restarts, popsize=popsize, tol=tol,
                                    maxiter=maxiter, seed=seed, polish_steps=polish_steps, subject=subject,
-                                   workers=workers)
+                                   workers=workers, confirm=confirm, agree=agree, max_restarts=max_restarts,
+                                   max_seconds=max_seconds)
                 fit_.data_fingerprint = fingerprints[subject]
             result.fits.append(fit_)
             if results_path is not None:
