@@ -93,11 +93,11 @@ def _measurements(reports: list, bounds: list, labels: list) -> dict[str, np.nda
     }
 
 
-def _linear_cell(config: StabilityConfig, complex_states: bool) -> dict[str, np.ndarray]:
+def _linear_cell(config: StabilityConfig, key: jax.Array, complex_states: bool) -> dict[str, np.ndarray]:
     ladder = ScaleLadder(config.min_scale, config.max_scale, config.num_scales)
     real = jnp.dtype(config.dtype)
     dtype = jnp.result_type(real, jnp.complex64) if complex_states else real
-    k_frame, k_states, k_probe = jax.random.split(jax.random.fold_in(jax.random.key(config.seed), complex_states), 3)
+    k_frame, k_states, k_probe = jax.random.split(jax.random.fold_in(key, complex_states), 3)
     # frame_strength 0: the identity frame (no matrix exponentials)
     frame = None if config.frame_strength == 0 else Frame.random(k_frame, ladder, config.dim, dtype,
                                                                  config.frame_strength)
@@ -125,7 +125,7 @@ def _linear_cell(config: StabilityConfig, complex_states: bool) -> dict[str, np.
     return out
 
 
-def _power_cell(config: StabilityConfig) -> dict[str, np.ndarray]:
+def _power_cell(config: StabilityConfig, key: jax.Array) -> dict[str, np.ndarray]:
     real = jnp.dtype(config.dtype)
     n = config.items
     # an orthonormal basis B (n × n−1) of the centred vectors: z are log-activation differences' coordinates
@@ -134,7 +134,6 @@ def _power_cell(config: StabilityConfig) -> dict[str, np.ndarray]:
     taus = sorted(set(config.taus))
     largest = max(taus) / min(taus)
     spread = min(1.0, 10.0 / largest)  # keeps exp(τ₂/τ₁ · (L − max L)) above float32's smallest normal
-    key = jax.random.key(config.seed + 1)
     z = spread * jax.random.normal(key, (config.states, n - 1), real)
     reports, bounds, labels = [], [], []
     for i, source in enumerate(taus):
@@ -150,10 +149,10 @@ def _power_cell(config: StabilityConfig) -> dict[str, np.ndarray]:
     return _measurements(reports, bounds, labels)
 
 
-def _beta_cell(config: StabilityConfig, bisector: bool) -> dict[str, np.ndarray]:
+def _beta_cell(config: StabilityConfig, key: jax.Array, bisector: bool) -> dict[str, np.ndarray]:
     real = jnp.dtype(config.dtype)
     betas = BetaSchedule(config.beta_start, config.beta_end, config.beta_steps).as_numpy()
-    key = jax.random.fold_in(jax.random.key(config.seed + 2), bisector)
+    key = jax.random.fold_in(key, bisector)
     reports, bounds, labels = [], [], []
     for b, beta in enumerate(betas):
         k_mem, k_states = jax.random.split(jax.random.fold_in(key, b))
@@ -181,10 +180,10 @@ def _beta_cell(config: StabilityConfig, bisector: bool) -> dict[str, np.ndarray]
     return _measurements(reports, bounds, labels)
 
 
-def _seed_cell(config: StabilityConfig) -> dict[str, np.ndarray]:
+def _seed_cell(config: StabilityConfig, key: jax.Array) -> dict[str, np.ndarray]:
     """The log's test: b a unit vector, p = normalize(b + ε g), T the exact map of ratio r."""
     real = jnp.dtype(config.dtype)
-    k_b, k_g = jax.random.split(jax.random.key(config.seed + 3))
+    k_b, k_g = jax.random.split(key)
     b = jax.random.normal(k_b, (config.seed_rows, config.dim), real)
     b = b / jnp.linalg.norm(b, axis=-1, keepdims=True)
     p = b + config.seed_eps * jax.random.normal(k_g, b.shape, real)
@@ -215,12 +214,12 @@ def scales_stability(config: StabilityConfig, run: RunContext) -> None:
     def compute(name: str) -> dict[str, np.ndarray]:
         with _precision(config):
             if name.startswith("linear"):
-                return _linear_cell(config, name == "linear-complex")
+                return _linear_cell(config, jax.random.fold_in(run.key, 0), name == "linear-complex")
             if name == "power":
-                return _power_cell(config)
+                return _power_cell(config, jax.random.fold_in(run.key, 1))
             if name.startswith("beta"):
-                return _beta_cell(config, name == "beta-bisector")
-            return _seed_cell(config)
+                return _beta_cell(config, jax.random.fold_in(run.key, 2), name == "beta-bisector")
+            return _seed_cell(config, jax.random.fold_in(run.key, 3))
 
     cells = run.cells([*FAMILIES, "seed-test"], compute, description="transition families")
     excess = {f: float(np.max(np.maximum(cells[f]["probe"], cells[f]["jacobian"]) / cells[f]["bound"] - 1))
