@@ -51,3 +51,5 @@ def test_configs_reject_bad_values():
         get_experiment("memory-completion").make_config({"hidden": "1.5"})
     with pytest.raises(ValueError, match="beta must be"):
         get_experiment("memory-error").make_config({"beta": "0"})
+    with pytest.raises(ValueError, match="at least two different Y values"):  # one Y: no slope to fit
+        get_experiment("memory-error").make_config({"features": "1000,1000"})

@@ -160,6 +160,11 @@ class ErrorConfig(ExperimentConfig):
     steps: int = param(10, "descent steps for the retrieval divergence", low=1)
     step_size: float = param(0.1, "descent step size α", low=1e-8)
 
+    def check(self) -> None:
+        if len(set(self.features)) < 2:
+            raise ValueError(f"features needs at least two different Y values for the error's slope against Y "
+                             f"(the 1/√Y fit), got {self.features}")
+
 
 def _error_cell(config: ErrorConfig, key: jax.Array, y: int, beta: float, k: int) -> dict[str, np.ndarray]:
     k_mem, k_query, k_features = jax.random.split(key, 3)
