@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-PAGES = (ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "scaling.md")
+PAGES = (ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "scaling.md", ROOT / "docs" / "recall.md")
 MARKER = re.compile(r"<!-- table: (?P<name>[a-z0-9-]+) -->\n(?P<body>.*?)<!-- end table -->", re.S)
 
 
@@ -142,12 +142,42 @@ def render_scaling(results: dict) -> str:
     return _table(header, rows)
 
 
+def render_recall_tolerance(results: dict) -> str:
+    """Morton2013 subjects 1-3 fitted at DE tol 1e-2 and 1e-3 (``benchmarks/recall_fits.py``)."""
+    rows = []
+    for tol in sorted({r["tol"] for r in results["rows"]}, reverse=True):
+        fits = sorted((r for r in results["rows"] if r["tol"] == tol), key=lambda r: r["subject"])
+        seconds = [r["seconds"] for r in fits]
+        rows.append([f"{tol:g}", *(f"{r['nll']:.2f}" for r in fits), f"{min(seconds):.1f}–{max(seconds):.1f} s"])
+    subjects = sorted({r["subject"] for r in results["rows"]})
+    return _table(["DE tol (3 restarts + polish)", *(f"subject {s}" for s in subjects), "seconds per subject"], rows)
+
+
+def render_recall_confirm(results: dict) -> str:
+    """peers_notask subjects 63-67, seeds 0-2: the default fit against confirmed fits."""
+    settings = list(dict.fromkeys(r["setting"] for r in results["rows"]))
+    subjects = sorted({r["subject"] for r in results["rows"]})
+    rows = []
+    for setting in settings:
+        cells, seconds = [], []
+        for subject in subjects:
+            fits = sorted((r for r in results["rows"] if r["setting"] == setting and r["subject"] == subject),
+                          key=lambda r: r["seed"])
+            seconds += [r["seconds"] for r in fits]
+            cells.append(" / ".join(f"{r['nll']:.2f}" + (" (budget)" if "budget" in r["status"] else "")
+                                    for r in fits))
+        rows.append([setting, *cells, f"{min(seconds):.1f}–{max(seconds):.1f} s"])
+    return _table(["setting (seeds 0 / 1 / 2)", *map(str, subjects), "seconds per subject"], rows)
+
+
 #: table name -> (results file under benchmarks/results, renderer)
 TABLES: dict[str, tuple[str, Callable[[dict], str]]] = {
     "sae-single": ("sae-cpu.json", render_sae_single),
     "sae-several": ("sae-two-superposed-cpu.json", render_sae_several),
     "memory-quick": ("memory-cpu.json", render_memory_quick),
     "scaling": ("scaling-cpu.json", render_scaling),
+    "recall-tolerance": ("recall-tolerance-cpu.json", render_recall_tolerance),
+    "recall-confirm": ("recall-confirm-cpu.json", render_recall_confirm),
 }
 
 

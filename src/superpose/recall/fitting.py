@@ -279,7 +279,7 @@ def fit_subject(trials: Trials, *, free: Sequence[str] = DEFAULT_FREE,
                 fixed: Mapping[str, float] = DEFAULT_FIXED, restarts: int = 3, popsize: int = 15,
                 tol: float = 1e-2, maxiter: int = 1000, seed: int = 0, polish_steps: int = 200,
                 subject: int = 0, workers: int | None = None, confirm: float | None = None,
-                agree: int = 2, max_restarts: int = 12, max_seconds: float | None = None) -> SubjectFit:
+                agree: int = 3, max_restarts: int = 12, max_seconds: float | None = None) -> SubjectFit:
     """Fits one subject's :class:`Trials` (see :func:`fit` for the arguments)."""
     free, fixed = _check_free_fixed(free, fixed)
     if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
@@ -427,7 +427,7 @@ def _confirmed_fit(trials: Trials, free: tuple[str, ...], fixed: dict[str, float
 def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: Sequence[str] = DEFAULT_FREE,
         fixed: Mapping[str, float] = DEFAULT_FIXED, restarts: int = 3, popsize: int = 15, tol: float = 1e-2,
         maxiter: int = 1000, seed: int = 0, polish_steps: int = 200, workers: int | None = None,
-        confirm: float | None = None, agree: int = 2, max_restarts: int = 12, max_seconds: float | None = None,
+        confirm: float | None = None, agree: int = 3, max_restarts: int = 12, max_seconds: float | None = None,
         progress: Callable[[int, int, SubjectFit], None] | None = None, show_progress: bool = False,
         results_path: str | Path | None = None) -> FitResult:
     """Fits CMR to each subject by maximum likelihood.
