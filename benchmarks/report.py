@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -117,26 +116,29 @@ def render_memory_quick(results: dict) -> str:
     return _table(header, rows)
 
 
-SCALING_NAMES = {
-    "drdam_energy_and_grad": "DrDAM energy + gradient, 2 048 queries (D = 30, Y = 20 000)",
-    "drdam_descend_10_steps": "DrDAM `descend`, 10 steps of 2 048 queries",
-    "toy_train_step": "toy ensemble, one training step of 512 models (n = 20, m = 5, batch 256)",
-    "recall_population_nll": "recall likelihood of 512 CMR parameter sets (48 lists of 16)",
-}
+def _scaling_names(settings: dict) -> dict[str, str]:
+    """Each workload in words, from the run's own settings."""
+    drdam, toy, recall = settings["drdam"], settings["toy"], settings["recall"]
+    queries = _thousands(drdam["queries"])
+    return {
+        "drdam_energy_and_grad": f"DrDAM energy + gradient, {queries} queries (D = {drdam['dim']}, "
+                                 f"Y = {_thousands(drdam['features'])})",
+        "drdam_descend_10_steps": f"DrDAM `descend`, {drdam['steps']} steps of {queries} queries",
+        "toy_train_step": f"toy ensemble, one training step of {toy['models']} models (n = {toy['features']}, "
+                          f"m = {toy['hidden']}, batch {toy['batch']})",
+        "recall_population_nll": f"recall likelihood of {recall['population']} CMR parameter sets "
+                                 f"({recall['lists']} lists of {recall['list_length']})",
+    }
 
 
 def render_scaling(results: dict) -> str:
-    """One process and two (``benchmarks/scaling.py``): median per call over rounds, with the range."""
-    rows = []
-    for workload, name in SCALING_NAMES.items():
-        per_layout = {}
-        for layout in ("1x1", "1x2", "2x1"):
-            medians = [run["workloads"][workload]["median_s"] * 1e3 for run in results["runs"][layout]]
-            per_layout[layout] = (statistics.median(medians), min(medians), max(medians))
-        cells = [f"{m:.1f} ms ({lo:.3g}-{hi:.3g})" for m, lo, hi in per_layout.values()]
-        ratio = per_layout["2x1"][0] / per_layout["1x2"][0]
-        extra = per_layout["2x1"][0] - per_layout["1x2"][0]
-        rows.append([name, *cells, f"{ratio:.2f}× ({extra:+.1f} ms)"])
+    """One process and two (``benchmarks/scaling.py``): the script's rows (median per call over rounds,
+    with the range of the round medians)."""
+    names = _scaling_names(results["settings"])
+    rows = [[names[r["workload"]], *(f"{r[f'{layout}_ms']:.1f} ms ({r[f'{layout}_range_ms']})"
+                                     for layout in ("1x1", "1x2", "2x1")),
+             f"{r['2x1_over_1x2_ratio']:.2f}× ({r['2x1_over_1x2_overhead_ms']:+.1f} ms)"]
+            for r in results["rows"]]
     header = ["work per call", "1 process × 1 device", "1 process × 2 devices", "2 processes × 1 device",
               "2 processes against 1 process × 2 devices"]
     return _table(header, rows)

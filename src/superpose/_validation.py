@@ -34,17 +34,30 @@ def as_float_array(name: str, value: Any, allow_complex: bool = False) -> jax.Ar
     return array
 
 
+def host_values(array: Any) -> np.ndarray:
+    """A concrete array's values on the host, also for a global array whose rows lie on several
+    processes (gathered: a collective, as every process validates the same call)."""
+    if isinstance(array, jax.Array) and not array.is_fully_addressable:
+        from superpose.parallel import gathered
+
+        array = gathered(array)
+    return np.asarray(array)
+
+
 def check_finite(name: str, array: jax.Array) -> None:
     """Raises ValueError if a concrete array holds NaN or inf."""
-    if is_concrete(array) and not bool(np.all(np.isfinite(np.asarray(array)))):
-        bad = int(np.size(array) - np.count_nonzero(np.isfinite(np.asarray(array))))
-        raise ValueError(f"{name} must be finite; it holds {bad} NaN or inf entries")
+    if not is_concrete(array):
+        return
+    finite = np.isfinite(host_values(array))
+    if not finite.all():
+        raise ValueError(f"{name} must be finite; it holds {int(finite.size - np.count_nonzero(finite))} NaN or inf "
+                         "entries")
 
 
 def check_nonnegative(name: str, array: jax.Array) -> None:
     """Raises ValueError if a concrete array holds a negative entry."""
     if is_concrete(array):
-        values = np.asarray(array)
+        values = host_values(array)
         if np.any(values < 0):
             raise ValueError(
                 f"{name} must be >= 0; found {int(np.sum(values < 0))} negative entries "

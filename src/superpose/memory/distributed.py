@@ -447,7 +447,10 @@ def _energy_and_grad(memory: DistributedMemory, states: jax.Array, want_grad: bo
 
 
 def _energy_and_grad_over_devices(memory: DistributedMemory, states: jax.Array, want_grad: bool):
-    """:func:`_energy_and_grad` with the states (N, D) split over every device (of every process)."""
+    """:func:`_energy_and_grad` with the states (N, D) split over every device (of every process).
+
+    Not through :func:`superpose.parallel.sharded`: its outer ``jax.jit`` would compile the pass
+    without ``_energy_and_grad``'s own CPU options (wide vectors)."""
     if jax.device_count() == 1:
         return _energy_and_grad(memory, states, want_grad)
     placed, placed_memory, n = distribute(states, memory)

@@ -16,7 +16,7 @@ from superpose.numerics import choice_probabilities, float64_enabled, log_choice
 from superpose.numerics.experiments import scale_then_mask
 from superpose.recall.analyses import lag_crp, pnr, spc
 from superpose.recall.data import RecallDataset
-from superpose.recall.fitting import fit, nll64
+from superpose.recall.fitting import DEFAULT_AGREE, fit, nll64
 from superpose.recall.likelihood import event_activations, prepare
 from superpose.recall.parameters import DEFAULT_FIXED, DEFAULT_FREE, make_parameters
 from superpose.recall.samples import SAMPLES, load_sample
@@ -132,8 +132,8 @@ class FitConfig(ExperimentConfig):
     polish_steps: int = param(200, "L-BFGS iterations of the float64 gradient polish (0 = none)", low=0)
     sim_repeats: int = param(10, "simulated copies of every list for the model curves", low=1, high=1000)
     confirm: float = param(0.0, "nats: > 0 polishes every restart and runs more (up to max_restarts) until "
-                                "three end within this of the best; 0 = a fixed number of restarts", low=0.0,
-                           high=100.0)
+                                f"{DEFAULT_AGREE} end within this of the best; 0 = a fixed number of restarts",
+                           low=0.0, high=100.0)
     max_restarts: int = param(12, "the most restarts per subject when confirm > 0", low=2, high=256)
 
     def check(self) -> None:
@@ -186,7 +186,8 @@ def recall_fit(config: FitConfig, run: RunContext) -> None:
              f"{table['nll'].sum():.1f}.{spread} Per-subject parameters are in fits.csv and fits.json.")
     if confirming:
         confirmed = sum(f.status.startswith("confirmed") for f in result.fits)
-        run.note(f"Confirmation was on: every restart was polished on its own, and restarts went on until three ended "
+        run.note(f"Confirmation was on: every restart was polished on its own, and restarts went on until "
+                 f"{result.settings['agree']} ended "
                  f"within {config.confirm:g} nats of the best (at most {config.max_restarts}). {confirmed} of "
                  f"{len(result.fits)} subjects were confirmed, after "
                  f"{min(len(f.restart_nlls) for f in result.fits)}–{max(len(f.restart_nlls) for f in result.fits)} "

@@ -156,6 +156,10 @@ def _check_free_fixed(free: Sequence[str], fixed: Mapping[str, float]) -> tuple[
     return free, fixed
 
 
+DEFAULT_AGREE = 3
+"""Confirmed fits (``confirm=``): restarts that must end near the best. With 2, two restarts agreed on a
+poor basin of a peers_notask subject (docs/recall.md)."""
+
 NONFINITE_SCORE = 1e12
 """What an infinite likelihood (a region the model cannot explain) is scored as during a fit."""
 
@@ -279,7 +283,7 @@ def fit_subject(trials: Trials, *, free: Sequence[str] = DEFAULT_FREE,
                 fixed: Mapping[str, float] = DEFAULT_FIXED, restarts: int = 3, popsize: int = 15,
                 tol: float = 1e-2, maxiter: int = 1000, seed: int = 0, polish_steps: int = 200,
                 subject: int = 0, workers: int | None = None, confirm: float | None = None,
-                agree: int = 3, max_restarts: int = 12, max_seconds: float | None = None) -> SubjectFit:
+                agree: int = DEFAULT_AGREE, max_restarts: int = 12, max_seconds: float | None = None) -> SubjectFit:
     """Fits one subject's :class:`Trials` (see :func:`fit` for the arguments)."""
     free, fixed = _check_free_fixed(free, fixed)
     if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
@@ -305,21 +309,28 @@ def fit_subject(trials: Trials, *, free: Sequence[str] = DEFAULT_FREE,
         warm.join()
     restart_nlls = [nll64(trials, r, free, fixed) for r in results]
     best = int(np.argmin(restart_nlls))
-    parameters, nll = results[best], restart_nlls[best]
-    polished, gain = False, 0.0
-    if polish_steps > 0:
-        candidate, _, steps, bad = _polish(trials, parameters, free, fixed, steps=polish_steps)
-        evaluations += steps
-        nonfinite_count += bad
-        candidate_nll = nll64(trials, candidate, free, fixed)
-        if np.isfinite(candidate_nll) and candidate_nll < nll:
-            polished, gain = True, nll - candidate_nll
-            parameters, nll = candidate, candidate_nll
-    return SubjectFit(subject=subject, parameters={n: float(parameters[n]) for n in PARAMETER_NAMES}, nll=nll,
-                      restart_nlls=restart_nlls, evaluations=evaluations,
-                      wall_seconds=time.perf_counter() - start, polished=polished, polish_gain=gain,
+    nll = restart_nlls[best]
+    parameters, polished_nll, steps, bad = _polish_if_better(trials, results[best], nll, free, fixed, polish_steps)
+    polished = polished_nll < nll
+    return SubjectFit(subject=subject, parameters={n: float(parameters[n]) for n in PARAMETER_NAMES},
+                      nll=polished_nll, restart_nlls=restart_nlls, evaluations=evaluations + steps,
+                      wall_seconds=time.perf_counter() - start, polished=polished, polish_gain=nll - polished_nll,
                       n_lists=int(trials.targets.shape[0]), n_events=trials.n_events,
-                      nonfinite_evaluations=nonfinite_count, status=f"{restarts} restarts, the best polished")
+                      nonfinite_evaluations=nonfinite_count + bad,
+                      status=f"{restarts} restarts, the best " + ("polished" if polished else "as DE left it"))
+
+
+def _polish_if_better(trials: Trials, parameters: dict[str, float], nll: float, free: tuple[str, ...],
+                      fixed: dict[str, float], steps: int) -> tuple[dict[str, float], float, int, int]:
+    """The float64 polish of ``parameters`` (NLL ``nll``), kept only where it lowers the NLL:
+    (parameters, NLL, polish evaluations, non-finite ones)."""
+    if steps == 0:
+        return parameters, nll, 0, 0
+    candidate, _, evaluations, bad = _polish(trials, parameters, free, fixed, steps=steps)
+    candidate_nll = nll64(trials, candidate, free, fixed)
+    if np.isfinite(candidate_nll) and candidate_nll < nll:
+        return candidate, candidate_nll, evaluations, bad
+    return parameters, nll, evaluations, bad
 
 
 def _warm_polish(trials: Trials, free: tuple[str, ...], fixed: dict[str, float]) -> threading.Thread:
@@ -386,15 +397,10 @@ def _confirmed_fit(trials: Trials, free: tuple[str, ...], fixed: dict[str, float
         found, scored, bad = _de_restart(trials, free, fixed, restart, popsize=popsize, tol=tol, maxiter=maxiter,
                                          seed=seed)
         de_nll = nll64(trials, found, free, fixed)
-        if polish_steps == 0:
-            return found, de_nll, de_nll, scored, bad, False
         if warm is not None:
             warm.join()
-        candidate, _, steps, more_bad = _polish(trials, found, free, fixed, steps=polish_steps)
-        final = nll64(trials, candidate, free, fixed)
-        if np.isfinite(final) and final < de_nll:
-            return candidate, de_nll, final, scored + steps, bad + more_bad, True
-        return found, de_nll, de_nll, scored + steps, bad + more_bad, False
+        final_params, final, steps, more_bad = _polish_if_better(trials, found, de_nll, free, fixed, polish_steps)
+        return final_params, de_nll, final, scored + steps, bad + more_bad, final < de_nll
 
     runs: list[tuple] = []
     status = ""
@@ -427,7 +433,7 @@ def _confirmed_fit(trials: Trials, free: tuple[str, ...], fixed: dict[str, float
 def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: Sequence[str] = DEFAULT_FREE,
         fixed: Mapping[str, float] = DEFAULT_FIXED, restarts: int = 3, popsize: int = 15, tol: float = 1e-2,
         maxiter: int = 1000, seed: int = 0, polish_steps: int = 200, workers: int | None = None,
-        confirm: float | None = None, agree: int = 3, max_restarts: int = 12, max_seconds: float | None = None,
+        confirm: float | None = None, agree: int = DEFAULT_AGREE, max_restarts: int = 12, max_seconds: float | None = None,
         progress: Callable[[int, int, SubjectFit], None] | None = None, show_progress: bool = False,
         results_path: str | Path | None = None) -> FitResult:
     """Fits CMR to each subject by maximum likelihood.

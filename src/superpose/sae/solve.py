@@ -374,9 +374,8 @@ def solve(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, *, max_iteratio
     Z = jnp.asarray(Z)  # once, not at every compiled call
     hyper = hyper.astype(Z.dtype)
     Z, params, split = rows_over_devices(Z, params)
-    loss_of, park = (_loss, _park) if split else (penalized_loss, park_inactive)
     trace, converged, change, stalled = [], False, float("inf"), False
-    previous = float(loss_of(atoms, gate, params, hyper, Z))
+    previous = float(penalized_loss(atoms, gate, params, hyper, Z))
     in_joint, mu, it = False, 1e-3, 0
     for it in range(1, max_iterations + 1):
         if in_joint:
@@ -411,8 +410,8 @@ def solve(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, *, max_iteratio
         elif not (update_decoders and joint_allowed) and it > 2 and change < tol:
             converged = True
             break
-    parked = park(atoms, gate, params)  # exact for what only the ARD prior sees; never raises the loss
-    parked_loss = float(loss_of(atoms, gate, parked, hyper, Z))
+    parked = park_inactive(atoms, gate, params)  # exact for what only the ARD prior sees; never raises the loss
+    parked_loss = float(penalized_loss(atoms, gate, parked, hyper, Z))
     if parked_loss <= previous:
         params, previous = parked, parked_loss
     grad = float(gradient_norm(atoms, gate, params, hyper, Z))
@@ -427,11 +426,6 @@ def solve(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, *, max_iteratio
                    + (f"its cross blocks would need {joint_memory(gate, params) / 2**30:.3g} GiB)" if joint is None
                       else "joint=False)"))
     return gathered(params) if split else params, SolveReport(previous, it, converged, change, grad, np.asarray(trace), status)
-
-
-# compiled, for rows split over several processes (an eager, host-side check cannot read them)
-_loss = jax.jit(penalized_loss, static_argnames=("atoms", "gate"))
-_park = jax.jit(park_inactive, static_argnames=("atoms", "gate"))
 
 
 #: fewest rows per device for which the solve splits its rows over devices. Each solve step sums over
