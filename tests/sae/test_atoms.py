@@ -324,3 +324,26 @@ def test_wrong_types_raise():
         make_atom(3)
     with pytest.raises(TypeError):
         CircleAtom(1).evaluate("not numbers")
+
+
+@pytest.mark.parametrize("atom", [CircleAtom(harmonics=1), CircleAtom(harmonics=3), TorusAtom(harmonics=2),
+                                  TorusAtom(harmonics=(1, 2))], ids=lambda a: f"{a.name}-{a.harmonics}")
+def test_shift_matrix_moves_the_chart_exactly(atom):
+    """Φ(t + c) = Φ(t) R(c) at random points and shifts (direct evaluation as the truth); R is
+    orthogonal, commutes with S (so the roughness penalty is unchanged) and fixes the constant."""
+    rng = np.random.default_rng(3)
+    with float64_enabled():
+        t = jnp.asarray(rng.uniform(0, 1, (50, atom.dim)))
+        for shift in (rng.uniform(-1, 1, atom.dim), np.full(atom.dim, 0.5), np.zeros(atom.dim)):
+            R = np.asarray(atom.shift_matrix(jnp.asarray(shift)))
+            moved = np.asarray(atom.evaluate(t + jnp.asarray(shift)))
+            np.testing.assert_allclose(np.asarray(atom.evaluate(t)) @ R, moved, atol=1e-12)
+            np.testing.assert_allclose(R @ R.T, np.eye(atom.num_basis), atol=1e-12)
+            S = atom.roughness()
+            np.testing.assert_allclose(R @ S @ R.T, S, atol=1e-9 * np.max(S))
+            assert R[0, 0] == pytest.approx(1.0)
+
+
+def test_atoms_without_an_exact_shift_say_so():
+    for atom in (LinearAtom(), IntervalAtom(num_knots=3), SphereAtom(degree=2)):
+        assert atom.shift_matrix(jnp.zeros(atom.dim)) is None

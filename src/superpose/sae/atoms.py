@@ -22,6 +22,7 @@ import math
 from typing import Any, ClassVar
 
 import jax
+import jax.scipy.linalg
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
@@ -80,6 +81,14 @@ class Atom(abc.ABC):
     def _derivative_point(self, t: jax.Array) -> jax.Array:
         """Where derivatives are taken for coordinates t (the sphere moves points off its poles)."""
         return t
+
+    def shift_matrix(self, shift: jax.Array) -> jax.Array | None:
+        """R (M, M) with Φ(t + c) = Φ(t) R for a shift c (d,) of the coordinates, or None.
+
+        Where it exists, moving every coordinate by −c and the decoder B to R B leaves each curve
+        point Φ(t) B unchanged (a gauge of the chart); atoms without an exact one return None.
+        """
+        return None
 
     # ---- shared, pure JAX -----------------------------------------------------------------------
     def _check_coordinates(self, t: Any) -> jax.Array:
@@ -300,6 +309,16 @@ def _fourier_basis(x: jax.Array, harmonics: int) -> jax.Array:
     return jnp.concatenate([jnp.ones_like(x)[..., None], pairs], axis=-1)
 
 
+def _fourier_shift(shift: jax.Array, harmonics: int) -> jax.Array:
+    """R (2H + 1, 2H + 1) with basis(x + c) = basis(x) R: a rotation by 2πhc in each harmonic's plane."""
+    orders = jnp.arange(1, harmonics + 1, dtype=shift.dtype)
+    sin, cos = sincos(_TWO_PI * shift * orders)
+    # [cos 2πh(x+c), sin 2πh(x+c)] = [cos 2πhx, sin 2πhx] @ [[cos, sin], [−sin, cos]]
+    blocks = jnp.stack([jnp.stack([cos, sin], -1), jnp.stack([-sin, cos], -1)], -2)  # (H, 2, 2)
+    R = jax.scipy.linalg.block_diag(jnp.ones((1, 1), shift.dtype), *blocks)
+    return R
+
+
 def _fourier_frequencies_and_norms(harmonics: int) -> tuple[np.ndarray, np.ndarray]:
     """Per Fourier basis function: angular frequency ω = 2πh and ∫₀¹ φ² dt (1 for the constant, ½ else)."""
     orders = np.concatenate([[0.0], np.repeat(np.arange(1, harmonics + 1), 2)])
@@ -327,6 +346,10 @@ class CircleAtom(Atom):
 
     def _evaluate(self, t: jax.Array) -> jax.Array:
         return _fourier_basis(t[..., 0], self.harmonics)
+
+    def shift_matrix(self, shift: jax.Array) -> jax.Array:
+        """R (M, M): one rotation per harmonic (Φ(t + c) = Φ(t) R; S commutes with R)."""
+        return _fourier_shift(jnp.asarray(shift)[0], self.harmonics)
 
     def roughness(self) -> np.ndarray:
         """diag(0, (2π)⁴/2, (2π)⁴/2, ..., (2πH)⁴/2, (2πH)⁴/2)."""
@@ -367,6 +390,11 @@ class TorusAtom(Atom):
         first = _fourier_basis(t[..., 0], self.harmonics[0])
         second = _fourier_basis(t[..., 1], self.harmonics[1])
         return (first[..., :, None] * second[..., None, :]).reshape(*t.shape[:-1], self.num_basis)
+
+    def shift_matrix(self, shift: jax.Array) -> jax.Array:
+        """R (M, M) = R₀ ⊗ R₁, each circle's rotations (Φ(t + c) = Φ(t) R; S commutes with R)."""
+        shift = jnp.asarray(shift)
+        return jnp.kron(_fourier_shift(shift[0], self.harmonics[0]), _fourier_shift(shift[1], self.harmonics[1]))
 
     def roughness(self) -> np.ndarray:
         """diag(n_a n_b (ω_a² + ω_b²)²) over the tensor-product index a·(2H₂ + 1) + b."""

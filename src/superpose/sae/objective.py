@@ -143,6 +143,42 @@ def park_inactive(atoms, gate: Gate, params: SaeParams) -> SaeParams:
     return params._replace(coords=coords)
 
 
+def align_charts(atoms, gate: Gate, params: SaeParams) -> SaeParams:
+    """Each periodic chart shifted so its active coordinates' circular mean sits on the ARD mode.
+
+    For atoms with an exact shift (:meth:`Atom.shift_matrix`: circle, torus), moving the active
+    rows' coordinates by −c and the decoder to R(c) B leaves every fitted point, the roughness
+    penalty and the null-space ridge unchanged; the von Mises ARD term Σ −α cos 2π(t − c − lo) is
+    smallest at c = the coordinates' circular mean. So this never raises ℓ_pen, and it settles in
+    closed form the one direction (a chart's rotation, resolved only by the weak prior) along
+    which Newton steps converge slowly: a straight step leaves the rotation's orbit, so steps are
+    damped to a crawl (measured: 10⁻⁵ nats per joint iteration for 100 iterations). Inactive rows
+    stay at the mode.
+    """
+    activities = gate.activities(params.logits, params.thresholds)
+    coords, decoders = params.coords, list(params.decoders)
+    for k, (atom, s) in enumerate(zip(atoms, coord_slices(atoms))):
+        if not any(atom.periodic) or atom.shift_matrix(jnp.zeros(atom.dim, coords.dtype)) is None:
+            continue
+        active = jnp.abs(activities[:, k]) > INACTIVE_ACTIVITY
+        shift = []
+        for j in range(atom.dim):
+            lo, hi = atom.domain[j]
+            if not atom.periodic[j]:
+                shift.append(jnp.zeros((), coords.dtype))
+                continue
+            angle = 2 * jnp.pi * (coords[:, s.start + j] - lo) / (hi - lo)
+            sine = jnp.sum(jnp.where(active, jnp.sin(angle), 0.0))
+            cosine = jnp.sum(jnp.where(active, jnp.cos(angle), 0.0))
+            resolved = jnp.hypot(sine, cosine) > 1e-12 * jnp.maximum(jnp.sum(active), 1)
+            shift.append(jnp.where(resolved, jnp.arctan2(sine, cosine) / (2 * jnp.pi) * (hi - lo), 0.0))
+        shift = jnp.stack(shift)
+        moved = atom._wrap(coords[:, s] - shift)
+        coords = coords.at[:, s].set(jnp.where(active[:, None], moved, coords[:, s]))
+        decoders[k] = atom.shift_matrix(shift) @ decoders[k]
+    return params._replace(coords=coords, decoders=tuple(decoders))
+
+
 def row_loss(atoms, gate: Gate, params: SaeParams, hyper, z: Float[Array, " p"], logits: Float[Array, " K"],
              coords: Float[Array, " D"]) -> Float[Array, ""]:
     """One row's share of the penalised loss at fixed decoders (what the row solve minimises)."""
@@ -191,6 +227,6 @@ def decoder_penalty_matrix(atoms, log_lambda_smooth: Array, dtype) -> Float[Arra
 
 
 __all__ = [
-    "NULL_SPACE_PRECISION", "SaeParams", "ard_modes", "park_inactive", "penalty_matrix", "ard_penalty", "atom_terms", "coord_slices", "decode", "decoder_penalty_matrix", "design_matrix",
+    "NULL_SPACE_PRECISION", "SaeParams", "align_charts", "ard_modes", "park_inactive", "penalty_matrix", "ard_penalty", "atom_terms", "coord_slices", "decode", "decoder_penalty_matrix", "design_matrix",
     "num_coords", "penalized_loss", "row_loss", "smoothness_penalty", "wrap_coords",
 ]

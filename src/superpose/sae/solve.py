@@ -19,6 +19,10 @@ One iteration, jitted once per shape:
 Alternation converges slowly along directions that couple decoders and rows (an activity traded
 against its decoder's size), so :func:`solve` then switches to :func:`joint_newton`: damped Newton
 steps on every parameter at once, through the arrow-shaped Hessian (:mod:`superpose.sae.structure`).
+After each alternation and each joint step, every circle and torus chart is rotated to its ARD
+prior's optimum in closed form (:func:`superpose.sae.objective.align_charts`; no decoded point
+moves): only the weak prior fixes that rotation, and Newton steps along it crawled (on 8 superposed
+circles, 2 000 rows: 100 iterations at ~10⁻⁵ nats each and no convergence; aligned, 7 iterations).
 
 At the end, rows at a saddle (a negative curvature in their block: no Laplace approximation there)
 step along it (:func:`escape_saddles`) and the solve goes on. Every step either lowers the loss or
@@ -39,6 +43,7 @@ from superpose.parallel import gathered, replicate, shard_batch
 from superpose.sae.gates import Gate
 from superpose.sae.structure import arrow_blocks, eliminate_rows, factor_rows, global_vector, solve_rows, with_globals
 from superpose.sae.objective import (
+    align_charts,
     decoder_penalty_matrix,
     design_matrix,
     SaeParams,
@@ -235,6 +240,8 @@ def _iterate(atoms, gate, params, hyper, Z, newton_steps, search, update_decoder
     params = jax.lax.cond(search, lambda params: row_search(atoms, gate, params, hyper, Z, grid_points),
                           lambda params: params, params)
     params = park_inactive(atoms, gate, row_newton(atoms, gate, params, hyper, Z, newton_steps))
+    params = jax.lax.cond(update_decoders, lambda params: align_charts(atoms, gate, params), lambda params: params,
+                          params)  # the decoders must rotate with the charts
     return params, penalized_loss(atoms, gate, params, hyper, Z)
 
 
@@ -280,6 +287,7 @@ def joint_newton(atoms, gate, params: SaeParams, hyper, Z, mu, value, *, steps: 
         proposal = proposal._replace(logits=new_rows[:, :K], coords=wrap_coords(atoms, new_rows[:, K:]))
         if gate.learns_thresholds:
             proposal = proposal._replace(thresholds=jnp.maximum(proposal.thresholds, 0.0))
+        proposal = align_charts(atoms, gate, proposal)  # the charts' rotations, in closed form
         ok = jnp.all(jnp.isfinite(d_global)) & jnp.all(jnp.isfinite(d_rows))
         return proposal, ok
 
