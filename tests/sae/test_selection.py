@@ -63,6 +63,66 @@ def test_covariance_blocks_equal_the_dense_inverse():
                                atol=1e-12)
 
 
+def test_covariance_given_the_gauges_equals_the_dense_conditional():
+    """covariance_blocks(..., given_gauges=True) against the dense Gaussian conditional
+    Σ − Σv(vᵀΣv)⁻¹vᵀΣ, with Σ = inv(jax.hessian) and v the chart's rotation by central differences
+    of the exact shift (every coordinate + c, the decoder R(−c) B: the same decoded points)."""
+    gate, Z, _, params, fit = _selected(60, 4)
+    atom = CIRCLE[0]
+    with float64_enabled():
+        H, flat = _dense_hessian(CIRCLE, gate, params, fit.hyperparameters, Z)
+        dense = np.linalg.inv(H)
+
+        def shifted(c):
+            c = jnp.asarray([c])
+            B = atom.shift_matrix(-c) @ params.decoders[0]
+            return np.concatenate([np.ravel(B), np.ravel(params.logits), np.ravel(params.coords + c)])
+
+        v = (shifted(1e-5) - shifted(-1e-5)) / 2e-5
+        x = dense @ v
+        conditional = dense - np.outer(x, x) / (v @ x)
+        ours = covariance_blocks(CIRCLE, gate, params, fit.hyperparameters, Z, given_gauges=True)
+        plain = covariance_blocks(CIRCLE, gate, params, fit.hyperparameters, Z)
+    n, p = Z.shape
+    P = atom.num_basis * p
+    np.testing.assert_allclose(np.asarray(ours.globals_)[p:, p:], conditional[:P, :P], rtol=1e-6,
+                               atol=1e-9 * np.max(np.abs(conditional[:P, :P])))
+    np.testing.assert_allclose(np.asarray(ours.rows)[:, 1, 1], np.diag(conditional[P + n:, P + n:]), rtol=1e-6)
+    # the rotation carried most of the coordinates' variance: conditioning on it must matter
+    assert np.mean(np.asarray(ours.rows)[:, 1, 1]) < 0.5 * np.mean(np.asarray(plain.rows)[:, 1, 1])
+
+
+@pytest.mark.parametrize("centre, slope, curvature", [(3.0, 0.4, 2.0), (-1.0, -1.5, 0.5), (0.0, 0.0, 1.0)])
+def test_parabola_step_finds_the_minimum_of_a_quadratic(centre, slope, curvature):
+    """Exact for a quadratic (its minimum inside ±size, or the clipped point and its gain); None where
+    V is not convex or not finite."""
+    size = 0.5
+
+    def V(x):
+        return centre + slope * x + 0.5 * curvature * x**2
+
+    step, gain = selection_module._parabola_step(V(0.0), V(size), V(-size), size)
+    best = float(np.clip(-slope / curvature, -size, size))
+    assert step == pytest.approx(best, abs=1e-12)
+    assert gain == pytest.approx(V(0.0) - V(best), abs=1e-12)
+    assert selection_module._parabola_step(0.0, -1.0, -1.0, size) == (None, 0.0)
+    assert selection_module._parabola_step(0.0, math.inf, 1.0, size) == (None, 0.0)
+
+
+def test_compass_moves_like_strengths_together_first():
+    """The group moves (every selectable λ_smooth; every selectable flat ARD axis) come before the
+    single ones, and held strengths (periodic ARD) are in none."""
+    from superpose.sae import CircleAtom, IntervalAtom, SaeHyperparameters, make_gate
+
+    atoms = (CircleAtom(1), CircleAtom(1), IntervalAtom(num_knots=3))
+    hyper = SaeHyperparameters.create([1, 1, 1])
+    moves = selection_module.compass_directions(atoms, make_gate("topk", k=1), hyper)
+    # flat layout: sparse, λ_smooth × 3, ARD × 3 (two periodic, held; the interval's flat axis)
+    np.testing.assert_array_equal(moves[0], [0, 1, 1, 1, 0, 0, 0])
+    assert [int(np.flatnonzero(m)[0]) for m in moves[1:]] == [0, 1, 2, 3, 6]  # one flat ARD axis: no group
+    assert all(np.count_nonzero(m) == 1 for m in moves[1:])
+
+
 def test_budget_and_a_non_finite_criterion_end_the_search_with_a_status(monkeypatch):
     gate, Z, _, params, fit = _selected(60, 4)
     start = fit.hyperparameters.from_flat(fit.hyperparameters.to_flat().at[1].add(2.0))

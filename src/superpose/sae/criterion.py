@@ -96,7 +96,6 @@ from superpose.sae.structure import (
     eliminate_rows,
     factor_rows,
     global_vector,
-    inverse_blocks,
     invert_rows,
     log_abs_det,
     solve_rows,
@@ -198,8 +197,9 @@ def shift_gauges(atoms) -> tuple[tuple[int, int, float, np.ndarray], ...]:
                  for j in range(atom.dim) if atom.periodic[j] and (D := _shift_generator(atom, j)) is not None)
 
 
-def _gauge_vectors(atoms, params: SaeParams, p: int, spec, generators):
-    """The shift gauges as (row parts (S, N, q), global parts (S, P)); ``spec`` is ((k, j), …)."""
+def _gauge_vectors(atoms, params: SaeParams, p: int, spec, generators, basis=None, global_basis=slice(None)):
+    """The shift gauges as (row parts (S, N, q), global parts (S, P)); ``spec`` is ((k, j), …). In the
+    integrated parameters (:func:`_identifiable`'s rows ``basis`` and ``global_basis``) where given."""
     N, K = params.logits.shape
     q = K + num_coords(atoms)
     columns = [K + s.start for s in coord_slices(atoms)]
@@ -210,7 +210,18 @@ def _gauge_vectors(atoms, params: SaeParams, p: int, spec, generators):
         decoder = -D.astype(params.decoders[k].dtype) @ params.decoders[k]
         rows.append(jnp.zeros((N, q), params.coords.dtype).at[:, columns[k] + j].set(1.0))
         globals_.append(jnp.zeros(total, decoder.dtype).at[starts[k]:starts[k] + decoder.size].set(decoder.ravel()))
-    return jnp.stack(rows), jnp.stack(globals_)
+    rows, globals_ = jnp.stack(rows), jnp.stack(globals_)[:, global_basis]
+    return (rows if basis is None else jnp.einsum("snq,qa->sna", rows, basis)), globals_
+
+
+def _solve_gauges(blocks: ArrowBlocks, factor: RowFactor, solved_cross, solve_schur, row_parts, global_parts):
+    """H⁻¹ V for S gauge vectors by block elimination: (row parts (S, N, q), global parts (S, P)).
+
+    ``solve_schur`` maps (S, P) right-hand sides to S_G⁻¹ applied to each (one solve, or a product
+    with an inverse the caller has)."""
+    solved_rows = jax.vmap(lambda v: solve_rows(factor, v[..., None])[..., 0])(row_parts)  # (S, N, q)
+    x_global = solve_schur(global_parts - jnp.einsum("nqp,snq->sp", blocks.cross, solved_rows))  # (S, P)
+    return solved_rows - jnp.einsum("nqp,sp->snq", solved_cross, x_global), x_global
 
 
 def _gauge_curvatures(blocks: ArrowBlocks, factor: RowFactor, solved_cross, schur, row_parts, global_parts) -> Array:
@@ -220,10 +231,8 @@ def _gauge_curvatures(blocks: ArrowBlocks, factor: RowFactor, solved_cross, schu
     x_i = H_ii⁻¹ (v_i − H_iG x_G). Row solves come from ``factor`` (no further batched LAPACK call);
     ``solved_cross`` (H_ii⁻¹ H_iG) and ``schur`` are :func:`~superpose.sae.structure.eliminate_rows`'.
     """
-    solved_rows = jax.vmap(lambda v: solve_rows(factor, v[..., None])[..., 0])(row_parts)  # (S, N, q)
-    rhs = global_parts - jnp.einsum("nqp,snq->sp", blocks.cross, solved_rows)  # (S, P)
-    x_global = jnp.linalg.solve(schur, rhs.T).T  # one P × P solve with S right-hand sides
-    x_rows = solved_rows - jnp.einsum("nqp,sp->snq", solved_cross, x_global)
+    x_rows, x_global = _solve_gauges(blocks, factor, solved_cross, lambda rhs: jnp.linalg.solve(schur, rhs.T).T,
+                                     row_parts, global_parts)
     quadratic = jnp.sum(row_parts * x_rows, axis=(1, 2)) + jnp.sum(global_parts * x_global, axis=1)
     norm2 = jnp.sum(row_parts**2, axis=(1, 2)) + jnp.sum(global_parts**2, axis=1)
     return norm2**2 / quadratic
@@ -250,10 +259,7 @@ def _pieces(atoms, gate, params: SaeParams, hyper, Z, gauge_spec=(), generators=
     else:
         periodic_curvature = jnp.zeros((Z.shape[0], 0), Z.dtype)
     if gauge_spec:
-        row_parts, global_parts = _gauge_vectors(atoms, params, p, gauge_spec, generators)
-        if basis is not None:
-            row_parts = jnp.einsum("snq,qa->sna", row_parts, basis)
-        global_parts = global_parts[:, global_basis]
+        row_parts, global_parts = _gauge_vectors(atoms, params, p, gauge_spec, generators, basis, global_basis)
         gauge_curvature = _gauge_curvatures(blocks, factor, solved_cross, schur, row_parts, global_parts)
     else:
         gauge_curvature = jnp.zeros((0,), Z.dtype)
@@ -264,26 +270,46 @@ def _pieces(atoms, gate, params: SaeParams, hyper, Z, gauge_spec=(), generators=
                 periodic_curvature=periodic_curvature, gauge_curvature=gauge_curvature)
 
 
-@functools.partial(jax.jit, static_argnames=("atoms", "gate"))
-def _covariance(atoms, gate, params: SaeParams, hyper, Z) -> InverseBlocks:
+@functools.partial(jax.jit, static_argnames=("atoms", "gate", "gauge_spec"))
+def _covariance(atoms, gate, params: SaeParams, hyper, Z, gauge_spec=(), generators=()) -> InverseBlocks:
     p, K = Z.shape[1], params.logits.shape[1]
     full = arrow_blocks(atoms, gate, params, hyper, Z)
     blocks, basis, global_basis = _identifiable(atoms, gate, full, p, K)
-    inverse = inverse_blocks(blocks)
-    rows = inverse.rows if basis is None else jnp.einsum("qa,nab,rb->nqr", basis, inverse.rows, basis)
+    factor = factor_rows(blocks.rows)
+    solved_cross, schur = eliminate_rows(blocks, factor)
+    schur_inverse = jnp.linalg.inv(schur)
+    rows = invert_rows(factor) + jnp.einsum("nap,pr,nbr->nab", solved_cross, schur_inverse, solved_cross)
+    globals_ = schur_inverse
+    if gauge_spec:  # condition on the gauges: Σ − X (Vᵀ X)⁻¹ Xᵀ with X = H⁻¹ V
+        row_parts, global_parts = _gauge_vectors(atoms, params, p, gauge_spec, generators, basis, global_basis)
+        x_rows, x_global = _solve_gauges(blocks, factor, solved_cross, lambda rhs: rhs @ schur_inverse, row_parts,
+                                         global_parts)
+        gram = jnp.einsum("snq,tnq->st", row_parts, x_rows) + global_parts @ x_global.T
+        gram_inverse = jnp.linalg.inv(0.5 * (gram + gram.T))
+        rows = rows - jnp.einsum("sna,st,tnb->nab", x_rows, gram_inverse, x_rows)
+        globals_ = globals_ - x_global.T @ gram_inverse @ x_global
+    if basis is not None:
+        rows = jnp.einsum("qa,nab,rb->nqr", basis, rows, basis)
     P = full.globals_.shape[0]
-    return InverseBlocks(rows, jnp.zeros((P, P), Z.dtype).at[global_basis, global_basis].set(inverse.globals_))
+    return InverseBlocks(rows, jnp.zeros((P, P), Z.dtype).at[global_basis, global_basis].set(globals_))
 
 
-def covariance_blocks(atoms, gate, params: SaeParams, hyper: SaeHyperparameters, Z) -> InverseBlocks:
+def covariance_blocks(atoms, gate, params: SaeParams, hyper: SaeHyperparameters, Z, *,
+                      given_gauges: bool = False) -> InverseBlocks:
     """The diagonal blocks of H⁻¹ over the parameters V integrates (data units; the posterior's is φH⁻¹).
 
     Laid out as the full arrow (rows: logits then coordinates; globals: offset, decoders,
     thresholds), with zeros for what V profiles (the offset, the threshold gate's thresholds) and
     the softmax gate's logit shift projected out. Entries are NaN or inf where H is singular.
+    ``given_gauges``: the covariance conditioned on the charts' shift gauges (:func:`shift_gauges`),
+    ``Σ − X (VᵀX)⁻¹ Xᵀ`` with ``X = H⁻¹V``: what the parameters vary by with each chart's rotation
+    held. Along a rotation only the weak ARD prior curves ℓ_pen, so its variance is large and, seen
+    through a straight step (which leaves the rotation's orbit), looks like decoder roughness.
     """
     Z = _check_inputs(atoms, gate, params, hyper, Z)
-    return _covariance(atoms, gate, params, hyper.astype(Z.dtype), Z)
+    gauges = shift_gauges(atoms) if given_gauges else ()
+    return _covariance(atoms, gate, params, hyper.astype(Z.dtype), Z, tuple((k, j) for k, j, _, _ in gauges),
+                       tuple(jnp.asarray(D, Z.dtype) for *_, D in gauges))
 
 
 def _log_i0(kappa):

@@ -18,12 +18,16 @@ Fellner–Schall update of Wood & Fasiolo (2017) ``λ ← (c − λτ)/(P/φ)`` 
   gate's strength (no normaliser) and the Beta–Bernoulli gate's log α (not a strength) are held.
 
 H⁻¹'s diagonal blocks come from the arrow structure (:func:`superpose.sae.criterion.covariance_blocks`),
-the offset and thresholds profiled as in V. The updates neglect how θ̂ moves with ρ, so they
-propose a direction, not the answer: from the best point the search steps towards the proposal
-(at most ``step_limit`` per log-strength), halves a step that does not lower V, and stops when
-no halving helps or the gain is below a tolerance. Each inner solve starts from the best point's
-parameters: a continuation in ρ, which keeps the planted chart's basin (fresh starts at a rough
-ρ find charts that warp or wind twice, at a V as low). The search is bounded by a number of
+the offset and thresholds profiled as in V, and conditioned on each chart's rotation (its shift
+gauge): along a rotation only the weak ARD prior curves ℓ_pen, and its large variance, seen through
+the straight line the Hessian takes, reads as decoder roughness (measured on 8 superposed circles:
+with it the updates drove every log λ_smooth ~4 below V's minimum; given the gauges, ~1). The
+updates neglect how θ̂ moves with ρ, so they propose a direction, not the answer: from the best
+point the search steps towards the proposal (at most ``step_limit`` per log-strength), halves a
+step that does not lower V, and stops when no halving helps or the gain is below a tolerance.
+Each inner solve starts from the best point's parameters: a continuation in ρ, which keeps the
+planted chart's basin (fresh starts at a rough ρ find charts that warp or wind twice, at a V as
+low). The search is bounded by a number of
 criterion evaluations and by wall time, and always returns the best point it evaluated, with a
 status that says how it ended.
 """
@@ -110,6 +114,27 @@ def selectable_strengths(atoms, gate: Gate, hyper: SaeHyperparameters) -> np.nda
     return np.asarray(mask, bool)
 
 
+def compass_directions(atoms, gate: Gate, hyper: SaeHyperparameters) -> list[np.ndarray]:
+    """The compass search's moves (each a (F,) vector over ``hyper.to_flat()``), in the order tried.
+
+    First every group of like log-strengths moved together (all selectable λ_smooth; all
+    selectable flat ARD axes), where a group has two or more members: on atoms alike the optimum
+    moves them alike, and one evaluation finds what K single moves would (measured on 8
+    superposed circles: the compass's single moves gained ~1 nat per atom per two evaluations).
+    Then each selectable log-strength on its own (:func:`selectable_strengths`).
+    """
+    mask = selectable_strengths(atoms, gate, hyper)
+    K = len(atoms)
+    kinds = np.zeros(mask.size, int)  # 0: the sparse coordinate, 1: λ_smooth, 2: ARD
+    kinds[1:1 + K], kinds[1 + K:] = 1, 2
+    groups = []
+    for kind in (1, 2):
+        members = mask & (kinds == kind)
+        if members.sum() >= 2:
+            groups.append(members.astype(np.float64))
+    return groups + [np.eye(mask.size)[j] for j in np.flatnonzero(mask)]
+
+
 def _gate_strength_update(gate: Gate, params: SaeParams, hyper: SaeHyperparameters, rows: np.ndarray,
                           phi: float, N: int, K: int) -> float:
     """The sparse coordinate's update: threshold gate (exponential prior) or TopK (Gaussian logit prior)."""
@@ -163,7 +188,7 @@ def fellner_schall_update(atoms, gate: Gate, params: SaeParams, hyper: SaeHyperp
     Returns the proposed hyperparameters (not clipped: the search clips the step).
     """
     phi = positive_float(dispersion, "dispersion")
-    covariance = covariance_blocks(atoms, gate, params, hyper, Z)
+    covariance = covariance_blocks(atoms, gate, params, hyper, Z, given_gauges=True)
     G = np.asarray(covariance.globals_, np.float64)
     rows = np.asarray(covariance.rows, np.float64)
     N, p = Z.shape
@@ -219,15 +244,19 @@ def select_hyperparameters(
     :data:`LOG_STRENGTH_BOX`); a proposal that does not lower V (or whose V is not finite) is
     halved back towards the best point, at most ``halvings`` times.
 
-    Once no halving lowers V, a compass search takes over: each selectable log-strength
-    (:func:`selectable_strengths`) moves by ±size in turn and the first that lowers V by more than
-    ``tol`` nats is kept, then pushed on, doubling, while V falls (towards the box's edge where V is
-    monotone: the TopK gate's logit precision on data whose amplitudes do not vary); a round
-    without a success moves to the next of :data:`COMPASS_SIZES`.
+    Once no halving lowers V, a compass search takes over: each move of :func:`compass_directions`
+    (like strengths together first, then each selectable log-strength alone) goes ±size in turn and
+    the first that lowers V by more than ``tol`` nats is kept, then pushed on, doubling, while V
+    falls (towards the box's edge where V is monotone: the TopK gate's logit precision on data
+    whose amplitudes do not vary). A round without a success fits a parabola through V(ρ ± size)
+    along each single log-strength: if together they predict no more than ``tol`` nats, V is at
+    its minimum; else their joint minimum is tried, and if it fails too the next, smaller size of
+    :data:`COMPASS_SIZES` is used.
     Ends "converged" when an accepted Fellner–Schall step lowered V by less than ``tol`` nats and
-    the next moves no log-strength by more than 0.05, or when the compass's last size finds no
-    lower V ("converged: no step lowers V": a minimum along every selectable log-strength to
-    within that size); "budget reached" after ``budget.evaluations`` or ``budget.seconds``;
+    the next moves no log-strength by more than 0.05, when the parabolas predict no more than
+    ``tol``, or when the compass's last size finds no lower V ("converged: no step lowers V": a
+    minimum along every selectable log-strength to within that size); "budget reached" after
+    ``budget.evaluations`` or ``budget.seconds``;
     "stopped" when V is not finite at the start (its status says where).
     ``progress(evaluation, budget.evaluations, V)`` is called after each evaluation.
     """
@@ -265,19 +294,20 @@ def select_hyperparameters(
             return f"budget reached: {seconds:g} s after {len(trace)} evaluations"
         return None
 
-    def try_point(candidate_flat: np.ndarray, margin: float = 0.0) -> bool:
-        """Evaluates a point; a lower V becomes the best point, but it counts as a move only below best − margin."""
+    def try_point(candidate_flat: np.ndarray, margin: float = 0.0) -> tuple[bool, float | None]:
+        """Evaluates a point: (moved, V there). A lower V becomes the best point, but it counts as a
+        move only below best − margin. V is None where the point, clipped to the box, is the best point."""
         nonlocal best, gain
         if np.array_equal(np.clip(candidate_flat, *box), best[4]):  # a step off the box's edge, clipped back
-            return False
+            return False, None
         candidate = evaluate(np.clip(candidate_flat, *box), best[2])
         if math.isfinite(candidate[0].value) and candidate[0].value < best[0].value:
             gain = best[0].value - candidate[0].value
             best = (*candidate, np.clip(candidate_flat, *box))
-            return gain > margin
-        return False
+            return gain > margin, candidate[0].value
+        return False, candidate[0].value
 
-    selectable = np.flatnonzero(selectable_strengths(atoms, gate, hyper))
+    directions = compass_directions(atoms, gate, hyper)
     fellner_schall, size_index = True, 0
     while (ended := out_of_budget()) is None:
         value, point, solved, report, flat = best
@@ -290,7 +320,7 @@ def select_hyperparameters(
                                      "next moves no log-strength by more than 0.05"), True
                 break
             for _ in range(halvings + 1):
-                if np.max(np.abs(step)) > 1e-3 and try_point(flat + step):
+                if np.max(np.abs(step)) > 1e-3 and try_point(flat + step)[0]:
                     moved = True
                     break
                 step = 0.5 * step
@@ -298,20 +328,42 @@ def select_hyperparameters(
                     break
             fellner_schall = moved
             continue
-        # then a compass search: each selectable log-strength ±size; a success keeps going that
-        # way, doubling, while V falls; a round without one halves the size
-        size = COMPASS_SIZES[size_index]
-        for j in selectable:
+        # then a compass search (compass_directions): each move ±size; a success keeps going that
+        # way, doubling, while V falls. A round without one fits a parabola along each single
+        # log-strength: where they predict less than tol in all, V is at its minimum; else the
+        # parabolas' joint minimum is tried, and if that fails too the size is halved.
+        size, centre = COMPASS_SIZES[size_index], value.value
+        model, predicted, certain = np.zeros(flat.size), 0.0, True
+        for unit in directions:
+            sides = []
             for sign in (1.0, -1.0):
                 if moved or out_of_budget() is not None:
                     break
-                direction = sign * size * np.eye(flat.size)[j]
-                moved = try_point(flat + direction, tol)  # a compass step must gain at least tol nats
-                while moved and out_of_budget() is None and best[4][j] not in box:
+                direction = sign * size * unit
+                moved, reached = try_point(flat + direction, tol)  # a compass step must gain at least tol nats
+                sides.append(reached)
+                while moved and out_of_budget() is None and not np.any(np.isin(best[4][unit != 0], box)):
                     direction = 2.0 * direction
-                    if not try_point(best[4] + direction):
+                    if not try_point(best[4] + direction)[0]:
                         break
-        if not moved and out_of_budget() is None:
+            if moved or out_of_budget() is not None:
+                break
+            if np.count_nonzero(unit) == 1 and None not in sides:  # (an edge of the box: no move that way)
+                step, expected = _parabola_step(centre, sides[0], sides[1], size)
+                if step is None:
+                    certain = False
+                else:
+                    model, predicted = model + step * unit, predicted + expected
+        if moved or out_of_budget() is not None:
+            continue
+        if certain and predicted <= tol:
+            status, converged = (f"converged: no move of ±{size:g} lowers V by more than {tol:g} nats, and "
+                                 "the parabolas along the selectable log-strengths predict "
+                                 f"{predicted:.2g} nats in all"), True
+            break
+        if np.any(model):
+            moved = try_point(flat + model, tol)[0]
+        if not moved:
             size_index += 1
             if size_index == len(COMPASS_SIZES):
                 status, converged = ("converged: no step lowers V (the Fellner–Schall step halved "
@@ -322,6 +374,18 @@ def select_hyperparameters(
         status = ended
     value, point, solved, report, _ = best
     return SelectionResult(point, solved, value, report, trace, converged, status, time.perf_counter() - start)
+
+
+def _parabola_step(centre: float, up: float, down: float, size: float) -> tuple[float | None, float]:
+    """The minimum of the parabola through V(−size) = down, V(0) = centre, V(+size) = up, within
+    ±size: (offset, predicted gain), or (None, 0) where a value is not finite or V is not convex."""
+    if not all(math.isfinite(v) for v in (centre, up, down)):
+        return None, 0.0
+    slope, curvature = (up - down) / (2 * size), (up + down - 2 * centre) / size**2
+    if curvature <= 0:
+        return None, 0.0
+    offset = float(np.clip(-slope / curvature, -size, size))
+    return offset, -(slope * offset + 0.5 * curvature * offset**2)
 
 
 def merge_selections(first: SelectionResult, second: SelectionResult) -> SelectionResult:
@@ -335,5 +399,5 @@ def merge_selections(first: SelectionResult, second: SelectionResult) -> Selecti
 
 
 __all__ = ["LOG_STRENGTH_BOX", "SelectionBudget", "SelectionResult", "SelectionStep", "fellner_schall_update",
-           "select_hyperparameters", "LOG_KAPPA_FLOOR", "COMPASS_SIZES", "merge_selections",
+           "select_hyperparameters", "LOG_KAPPA_FLOOR", "COMPASS_SIZES", "compass_directions", "merge_selections",
            "selectable_strengths"]
