@@ -84,9 +84,9 @@ def test_sae_sweep_reports_every_cell_and_resumes(tmp_path):
     assert again.metrics["circular_r2"] == metrics["circular_r2"]
 
 
-@pytest.mark.slow  # 51 s on 2 cores (compiles the fit for K = 3); the default run has the encoder's test
 def test_sae_superposed_reports_every_circle_and_the_baselines(tmp_path):
-    """A small superposed design (3 circles in R^4, 1 or 2 per row): the metrics the page promises."""
+    """A small superposed design (3 circles in R^4, 1 or 2 per row; 16 s on 2 cores): the metrics the page
+    promises. (Too small to recover its circles: the page's recovery is measured in docs/sae.md.)"""
     metrics, meta = run(tmp_path, "sae-superposed", rows=300, dimensions=4, circles=3, evaluations=8,
                         linear_steps=200)
     assert {f["file"] for f in meta["figures"]} == {"circles.png", "reconstruction.png"}

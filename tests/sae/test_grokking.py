@@ -157,7 +157,7 @@ def test_sae_grokking_tiny_run_reports_its_numbers(tmp_path):
     from superpose.runner import run_experiment
 
     overrides = {"modulus": 11, "embed_dim": 6, "hidden": 16, "train_fraction": 0.6, "train_steps": 200,
-                 "circles": 2, "restarts": 1, "max_iterations": 4, "linear_steps": 50}
+                 "circles": 2, "restarts": 1, "max_iterations": 4, "evaluations": 3, "linear_steps": 50}
     record = run_experiment("sae-grokking", overrides, tmp_path / "run")
     assert record.status == "finished", record
     metrics = record.metrics
@@ -173,6 +173,15 @@ def test_sae_grokking_tiny_run_reports_its_numbers(tmp_path):
     assert f"{metrics['test_accuracy']:.3f}" in note and str(metrics["key_frequencies"]) in note
     assert f"{metrics['explained_variance']['linear']:.3f}" in note
     assert (tmp_path / "run" / "cells" / "network.npz").exists()
+    assert metrics["hyperparameters"] == "select" and 1 <= metrics["selection_evaluations"] <= 3
+    assert f"in {metrics['selection_evaluations']} evaluations" in note
+
+
+def test_sae_grokking_refuses_select_with_a_gate_that_has_no_selectable_strength(tmp_path):
+    from superpose.runner import run_experiment
+
+    with pytest.raises(ValueError, match="no strength to select"):
+        run_experiment("sae-grokking", {"gate": "beta_bernoulli"}, tmp_path / "run")
 
 
 @pytest.mark.slow
@@ -183,6 +192,7 @@ def test_sae_grokking_quick_recovers_key_frequencies_from_principal_pairs(tmp_pa
     assert record.status == "finished", record
     metrics = record.metrics
     assert metrics["test_accuracy"] > 0.95
-    # measured (seed 0): principal start 0.997 and 0.975 on the two strongest key frequencies
-    assert min(metrics["circular_r2_principal_start"][:2]) > 0.9
-    assert metrics["matched_frequencies_principal_start"][:2] == metrics["key_frequencies"][:2]
+    # measured (seed 0, strengths selected, binary gate): all five key frequencies matched, circular R²
+    # 0.998, 0.984, 0.815, 0.985, 0.993
+    assert metrics["matched_frequencies"] == metrics["key_frequencies"]
+    assert min(metrics["circular_r2"][:2]) > 0.95 and sorted(metrics["circular_r2"])[1] > 0.9

@@ -34,7 +34,8 @@ ExperimentFn = Callable[[Any, "RunContext"], None]
 # Expected wall time in seconds on 2 CPU cores, with the default ("full") and the quick settings,
 # for experiments whose registration does not state its own. Quick: one measured quick gallery.
 # Full: measured for toy-hierarchy, recall-fit, recall-recovery, scales-stability and the sae
-# experiments; the others are shares of the measured 26-minute gallery (docs/*.md, README).
+# experiments (sae-grokking's full time estimated, with selection); the others are shares of the
+# measured 26-minute gallery (docs/*.md, README).
 EXPECTED_SECONDS: Mapping[str, Mapping[str, float]] = {
     "power-scale": {"full": 4.0, "quick": 3.1},
     "memory-landscape": {"full": 30.0, "quick": 7.7},
@@ -48,11 +49,11 @@ EXPECTED_SECONDS: Mapping[str, Mapping[str, float]] = {
     "recall-recovery": {"full": 180.0, "quick": 7.8},
     "recall-choice-rule": {"full": 60.0, "quick": 3.0},
     "scales-stability": {"full": 21.0, "quick": 6.0},
-    "sae-circles": {"full": 150.0, "quick": 46.7},
-    "sae-sweep": {"full": 213.0, "quick": 37.3},
+    "sae-circles": {"full": 150.0, "quick": 18.3},
+    "sae-sweep": {"full": 213.0, "quick": 26.1},
     "sae-toy": {"full": 13.0, "quick": 6.3},
-    "sae-grokking": {"full": 62.0, "quick": 20.0},
-    "sae-superposed": {"full": 680.0, "quick": 240.0},  # full measured (11 min 20 s); quick estimated
+    "sae-grokking": {"full": 90.0, "quick": 17.1},
+    "sae-superposed": {"full": 351.0, "quick": 61.0},
 }
 # For an experiment with no expected time anywhere: generous, so the estimate errs long.
 DEFAULT_EXPECTED_SECONDS: Mapping[str, float] = {"full": 120.0, "quick": 15.0}

@@ -341,11 +341,8 @@ class SaeSuperposedConfig(ExperimentConfig):
                              "with fewer, every plane could be orthogonal and nothing would be superposed")
 
 
-# Not in the gallery yet: its quick variant does not fit the quick gallery's 5 minutes. Smaller designs
-# (4 circles in R^6 with 400 rows, 5 in R^8 with 1 200) collapsed under selection (every atom off,
-# explained variance ≈ 0); 8 in R^12 with 4 000 rows takes 11 min.
-@experiment("sae-superposed", SaeSuperposedConfig, in_gallery=False,
-            quick={"rows": 2000, "evaluations": 5, "seconds": 120.0, "linear_steps": 1000})
+@experiment("sae-superposed", SaeSuperposedConfig,
+            quick={"rows": 2000, "evaluations": 15, "seconds": 60.0, "linear_steps": 1000})
 def sae_superposed(config: SaeSuperposedConfig, run: RunContext) -> None:
     """C circles superposed in R^p: a manifold SAE with selected strengths against PCA and a TopK SAE."""
     import time
@@ -412,8 +409,9 @@ class SaeGrokkingConfig(ExperimentConfig):
 
     The network (superpose.sae.grokking) is trained once and cached in the run directory. The
     embedding's key frequencies are read from its Fourier spectrum; a manifold SAE with one circle
-    atom per key frequency is fitted to the P embedding rows (centred, unit RMS row norm) at fixed
-    hyperparameters, and each circle is matched to the frequency its coordinate follows.
+    atom per key frequency is fitted to the P embedding rows (centred, unit RMS row norm), its
+    strengths selected by the Laplace criterion (or held at the fixed values below), and each
+    circle is matched to the frequency its coordinate follows.
     """
 
     modulus: int = param(113, "P: the network learns (a + b) mod P on tokens 0..P−1", low=5, high=113)
@@ -428,12 +426,16 @@ class SaeGrokkingConfig(ExperimentConfig):
                             "Fourier power among the strongest max_circles + 1)", low=0, high=16)
     max_circles: int = param(8, "the most key frequencies counted when circles = 0", low=1, high=16)
     harmonics: int = param(1, "Fourier harmonics H per circle atom (M = 2H + 1)", low=1, high=8)
-    gate: str = param("beta_bernoulli", "the gate (every token uses every key frequency: a gate that keeps "
-                      "every atom on at activity 1 fits)", choices=("beta_bernoulli", "threshold", "topk", "softmax"))
-    log_lambda_sparse: float = param(8.0, "log α of the beta_bernoulli gate (π_k ≈ 1), or another gate's "
-                                     "log strength (unused by topk)", low=-30, high=30)
-    log_lambda_smooth: float = param(-8.0, "log λ_smooth of every atom", low=-30, high=30)
-    log_ard: float = param(-6.0, "log α of every circle's von Mises ARD prior", low=-30, high=30)
+    gate: str = param("binary", "the gate (every token uses every key frequency: a gate whose atoms can all be "
+                      "on at full amplitude fits)", choices=("binary", "beta_bernoulli", "threshold", "topk", "softmax"))
+    hyperparameters: str = param("select", "'select': every strength chosen by the Laplace criterion; 'fixed': "
+                                 "the log-strengths below", choices=("select", "fixed"))
+    evaluations: int = param(40, "criterion evaluations allowed to the outer search", low=1, high=10_000)
+    seconds: float = param(120.0, "wall-time budget of the outer search (s)", low=1.0)
+    log_lambda_sparse: float = param(8.0, "fixed only: log α of the beta_bernoulli gate (π_k ≈ 1), or another "
+                                     "gate's log strength (unused by topk)", low=-30, high=30)
+    log_lambda_smooth: float = param(-8.0, "fixed only: log λ_smooth of every atom", low=-30, high=30)
+    log_ard: float = param(-6.0, "fixed only: log α of every circle's von Mises ARD prior", low=-30, high=30)
     restarts: int = param(4, "keyed starts of fit_sae (the lowest penalised loss is kept)", low=1, high=32)
     max_iterations: int = param(100, "inner-solve iteration budget of every fit", low=1, high=10_000)
     linear_k: int = param(0, "active latents of the TopK linear SAE; 0: 2K (two per circle)", low=0)
@@ -443,6 +445,11 @@ class SaeGrokkingConfig(ExperimentConfig):
         if max(self.circles, 1) > (self.modulus // 2) or 2 * max(self.circles, 1) > self.embed_dim:
             raise ValueError(f"circles = {self.circles} needs K <= P//2 = {self.modulus // 2} frequencies and "
                              f"2K <= embed_dim = {self.embed_dim} dimensions")
+        if self.hyperparameters == "select" and self.gate in ("softmax", "beta_bernoulli"):
+            raise ValueError(f"gate = {self.gate!r} with hyperparameters = 'select': the search holds this gate's "
+                             "sparse coordinate (no strength to select), and with the Beta–Bernoulli gate the "
+                             "criterion was not finite at the start on this data; use binary, threshold or topk, "
+                             "or hyperparameters = 'fixed'")
 
 
 def _grokking_network(config: SaeGrokkingConfig, run: RunContext):
@@ -470,8 +477,9 @@ def _grokking_hyperparameters(config: SaeGrokkingConfig, K: int):
                                      log_lambda_smooth=config.log_lambda_smooth, log_ard=config.log_ard)
 
 
-def _grokking_fits(config: SaeGrokkingConfig, Z, frequencies, key) -> dict:
-    """The manifold SAE fits by name: fit_sae (its own keyed starts) and two starts with every atom on."""
+def _grokking_fits(config: SaeGrokkingConfig, Z, frequencies, key) -> tuple[dict, object]:
+    """The manifold SAE fits by name: fit_sae (its own keyed starts; strengths selected or fixed) and two
+    starts with every atom on, solved at fit_sae's strengths. Returns (fits, fit_sae's selection or None)."""
     import time
     import warnings
 
@@ -479,30 +487,31 @@ def _grokking_fits(config: SaeGrokkingConfig, Z, frequencies, key) -> dict:
     from superpose.sae.gates import make_gate
     from superpose.sae.grokking import principal_pair_coordinates, solve_from_coordinates
     from superpose.sae.model import fit_sae
+    from superpose.sae.selection import SelectionBudget
 
     K, P = len(frequencies), Z.shape[0]
     atoms = tuple(CircleAtom(config.harmonics) for _ in range(K))
     gate = make_gate("topk", k=K) if config.gate == "topk" else make_gate(config.gate)
-    hyper = _grokking_hyperparameters(config, K)  # part 2: "select" replaces these fixed values
+    select = config.hyperparameters == "select"
+    hyper = "select" if select else _grokking_hyperparameters(config, K)
     starts = {"principal_start": principal_pair_coordinates(Z, K),  # the data alone
               "fourier_start": np.stack([(k * np.arange(P) % P) / P for k in frequencies], axis=1)}  # the truth
-    fits = {}
-    for name in ("fit_sae", *starts):
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True):
+        fit = fit_sae(Z, atoms, gate, hyper, key=key, restarts=config.restarts, dense_start=True,
+                      max_iterations=config.max_iterations,
+                      budget=SelectionBudget(config.evaluations, config.seconds) if select else None)
+    fits = {"fit_sae": (fit, time.perf_counter() - start)}
+    for name in starts:
         start = time.perf_counter()
-        if name == "fit_sae":
-            with warnings.catch_warnings(record=True):
-                fit = fit_sae(Z, atoms, gate, hyper, key=key, restarts=config.restarts, dense_start=True,
-                              max_iterations=config.max_iterations)
-        else:
-            fit = solve_from_coordinates(Z, atoms, gate, hyper, starts[name], max_iterations=config.max_iterations)
-        fits[name] = (fit, time.perf_counter() - start)
-    return fits
+        fits[name] = (solve_from_coordinates(Z, atoms, gate, fit.hyperparameters, starts[name],
+                                             max_iterations=config.max_iterations), time.perf_counter() - start)
+    return fits, fit.selection
 
 
 @experiment("sae-grokking", SaeGrokkingConfig,
             quick={"modulus": 59, "embed_dim": 24, "hidden": 48, "train_fraction": 0.5, "train_steps": 4000,
-                   "circles": 3, "restarts": 1, "max_iterations": 40, "linear_steps": 2000},
-            in_gallery=False)  # joins the gallery once its strengths are selected (issue 14)
+                   "restarts": 1, "max_iterations": 40, "evaluations": 30, "seconds": 60.0, "linear_steps": 2000})
 def sae_grokking(config: SaeGrokkingConfig, run: RunContext) -> None:
     """Circle atoms on a grokked modular-addition network's embedding, matched to its key frequencies."""
     import time
@@ -524,7 +533,7 @@ def sae_grokking(config: SaeGrokkingConfig, run: RunContext) -> None:
     frequencies = key_frequencies(E, K)
     planes = {int(k): fourier_plane(Z, int(k)) for k in frequencies}
     fit_key, linear_key = jax.random.split(jax.random.fold_in(run.key, 1))
-    fits = _grokking_fits(config, Z, frequencies, fit_key)
+    fits, selection = _grokking_fits(config, Z, frequencies, fit_key)
     per_fit = {name: grokking_fit_metrics(fit, seconds, Z, frequencies, planes)
                for name, (fit, seconds) in fits.items()}
 
@@ -555,7 +564,10 @@ def sae_grokking(config: SaeGrokkingConfig, run: RunContext) -> None:
                                "manifold_fourier_start": per_fit["fourier_start"]["explained_variance"],
                                "linear": linear_metrics["explained_variance"],
                                "pca": explained_variance(Z, pca.inverse_transform(pca.transform(Z)))},
-        "pca_rank": 2 * K,
+        "pca_rank": 2 * K, "hyperparameters": config.hyperparameters,
+        "selected": np.asarray(fits["fit_sae"][0].hyperparameters.to_flat()).tolist(),
+        "selection_status": selection.status if selection is not None else None,
+        "selection_evaluations": len(selection.trace) if selection is not None else 0,
         "train_accuracy": float(network.train_accuracy[-1]), "test_accuracy": float(network.test_accuracy[-1]),
         "steps_to_test_accuracy_0.95": int(network.steps[test_reached[0]]) if test_reached.size else None,
         "seconds": {"train": train_seconds, "total": time.perf_counter() - begin,

@@ -501,6 +501,10 @@ def grokking_note(run, metrics) -> None:
     objective = ("the start on the true circles ends at a lower penalised loss than fit_sae"
                  if fo["penalized_loss"] < fs["penalized_loss"] else
                  "fit_sae ends at a penalised loss no higher than the start on the true circles")
+    strengths = ("at fixed hyperparameters" if metrics.get("hyperparameters") != "select" else
+                 f"at the strengths fit_sae selected by the Laplace criterion in {metrics['selection_evaluations']} "
+                 f"evaluations ({metrics['selection_status'].split(' (')[0]}); the two starts with every atom on "
+                 "are solved at those strengths")
     step = metrics["steps_to_test_accuracy_0.95"]
     reached = f"first ≥ 0.95 at step {step}" if step is not None else "never ≥ 0.95 during training"
     overlaps = ", ".join(f"{v:.2f}" for v in linear["best_pair_plane_overlap"])
@@ -514,7 +518,7 @@ def grokking_note(run, metrics) -> None:
         f"{linear['latents']} latents (the manifold SAE's decoder rows; k = {linear['k']}) explains "
         f"{ev['linear']:.3f} of the variance and its best pair of latents spans each key frequency's plane with "
         f"overlap {overlaps}; PCA of rank {metrics['pca_rank']} explains {ev['pca']:.3f}. All fits are on the P "
-        f"embedding rows (in-sample), at fixed hyperparameters."
+        f"embedding rows (in-sample), {strengths}."
     )
 
 
