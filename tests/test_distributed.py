@@ -72,10 +72,13 @@ def test_sharded_parts_equal_one_process(tmp_path):
         assert result["assembled"] == list(range(8)) and result["assembled_sum"] == 28.0  # rows from both
         for key in ("energy", "grad", "descended", "descended_energy", "toy_W", "toy_b", "toy_loss", "nll"):
             np.testing.assert_allclose(result[key], reference[key], rtol=2e-6, atol=1e-6, err_msg=key)  # float32
-        # float64, with sums over rows in another order: the loss to 1e-9 (measured 1e-11), the coordinates
-        # (less well determined) to 1e-7 (measured 8e-9)
+        # float64, with sums over rows in another order: the loss to 1e-9 (measured 1e-10), the coordinates
+        # (less well determined) to 5e-7. Measured, three iterations in: median 5.5e-10, max 1.4e-7 on two
+        # rows. Each chart's rotation is set to its active coordinates' circular mean (align_charts), which
+        # only the weak ARD prior fixes, so a rounding difference in the sums moves it ~1e3 times over
+        # (without the alignment: max 8e-9, as the solve had not moved along the rotation at all)
         np.testing.assert_allclose(result["sae_loss_trace"], reference["sae_loss_trace"], rtol=1e-9)
-        np.testing.assert_allclose(result["sae_coords"], reference["sae_coords"], rtol=0, atol=1e-7)
+        np.testing.assert_allclose(result["sae_coords"], reference["sae_coords"], rtol=0, atol=5e-7)
     for key in results[0]:  # both processes hold the same whole result
         assert results[0][key] == results[1][key], key
 
