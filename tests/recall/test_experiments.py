@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from superpose.recall import BOUNDS, DEFAULT_FREE, psifr_available
+from superpose.recall import BOUNDS, DEFAULT_FREE, parameters_at_bounds, psifr_available
 from superpose.recall.experiments import RECOVERY_BOX
 from superpose.runner import run_experiment
 
@@ -67,6 +67,12 @@ def test_recall_fit_on_one_morton_subject_beats_cymr(tmp_path):
     assert metrics["polished_fraction"] == 1.0  # one restart, and the polish gains from DE's tol 1e-2 end point
     assert metrics["mean_de_spread_before_polish_nll"] == 0.0  # one restart: no spread
     assert (tmp_path / "recall-fit" / "fits.csv").exists()
+    # the bound report equals the rule applied to the fitted parameters written beside it
+    fitted = json.loads((tmp_path / "recall-fit" / "fits.json").read_text())
+    expected = parameters_at_bounds(fitted["fits"][0]["parameters"], fitted["free"])
+    assert metrics["parameters_at_bounds_by_subject"]["1"] == expected
+    table = pd.read_csv(tmp_path / "recall-fit" / "fits.csv", keep_default_na=False)
+    assert table["at_bounds"][0] == "; ".join(f"{n} ({side})" for n, side in expected.items())
 
 
 def test_recall_fit_refuses_bad_subject_lists(tmp_path):

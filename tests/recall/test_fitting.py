@@ -140,3 +140,24 @@ def test_confirmation_stops_at_its_time_budget(two_subjects):
             confirm=0.1, max_seconds=1e-3, polish_steps=5).fits[0]
     assert len(f.final_nlls) == 1 and f.restarts_at_best == 1
     assert f.status == "time budget reached (0.001 s): 1 of 1 restarts within 0.1 nats of the best, 3 needed"
+
+
+def test_parameters_at_bounds_reads_each_side_within_its_fraction_of_the_range():
+    """By hand: choice_sensitivity ∈ [0, 100] at 99.95 is on its upper bound (within 0.1 of 100), at 99.8
+    not; primacy_decay at 0.05 is on its lower one; a fixed (not free) parameter on a bound is not
+    reported; bad input is explained."""
+    from superpose.recall import parameters_at_bounds
+
+    values = {"choice_sensitivity": 99.95, "primacy_decay": 0.05, "item_support": 50.0, "mcf_learning_rate": 1.0}
+    free = ["choice_sensitivity", "primacy_decay", "item_support"]
+    assert parameters_at_bounds(values, free) == {"choice_sensitivity": "high", "primacy_decay": "low"}
+    assert parameters_at_bounds(values | {"choice_sensitivity": 99.8}, free) == {"primacy_decay": "low"}
+    assert parameters_at_bounds(values, free, fraction=1e-4) == {}
+    with pytest.raises(ValueError, match="unknown parameter"):
+        parameters_at_bounds(values, ["tau"])
+    with pytest.raises(ValueError, match="no value"):
+        parameters_at_bounds(values, ["encoding_drift_rate"])
+    with pytest.raises(ValueError, match="not finite"):
+        parameters_at_bounds(values | {"item_support": float("nan")}, free)
+    with pytest.raises(ValueError, match="fraction"):
+        parameters_at_bounds(values, free, fraction=0.5)

@@ -11,7 +11,7 @@ Public API:
   :func:`population_nll` (one jitted call per population), :func:`list_log_likelihoods`,
   :func:`event_activations`.
 - Fitting: :func:`fit` (differential evolution + float64 L-BFGS polish, JSON results),
-  :class:`FitResult`.
+  :class:`FitResult`, :func:`parameters_at_bounds` (which fitted parameters sit on a bound).
 - Simulation: :func:`simulate`, :func:`simulate_like`, :func:`simulate_recalls`.
 - Analyses: :func:`spc`, :func:`pnr`, :func:`lag_crp`, :func:`termination_probability`.
 """
@@ -26,7 +26,7 @@ from superpose.recall.data import (
     write_csv,
     write_hdf5,
 )
-from superpose.recall.fitting import FitResult, SubjectFit, fit, fit_subject
+from superpose.recall.fitting import FitResult, SubjectFit, fit, fit_subject, parameters_at_bounds
 from superpose.recall.likelihood import (
     Trials,
     event_activations,
@@ -52,7 +52,7 @@ __all__ = [
     "BOUNDS", "CMRParameters", "DEFAULT_FIXED", "DEFAULT_FREE", "FIT_BOUNDS", "FitResult", "Network",
     "PARAMETER_NAMES", "RecallDataset", "SubjectFit", "Trials", "drift", "encode", "event_activations", "fit", "fit_subject",
     "from_events", "lag_crp", "list_log_likelihoods", "load_sample", "make_parameters",
-    "negative_log_likelihood", "pnr", "population_nll", "prepare", "psifr_available", "read_csv", "read_hdf5",
+    "negative_log_likelihood", "parameters_at_bounds", "pnr", "population_nll", "prepare", "psifr_available", "read_csv", "read_hdf5",
     "simulate", "simulate_like", "simulate_recalls", "spc", "termination_probability", "to_events", "write_csv",
     "write_hdf5",
 ]

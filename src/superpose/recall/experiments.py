@@ -16,7 +16,7 @@ from superpose.numerics import choice_probabilities, float64_enabled, log_choice
 from superpose.numerics.experiments import scale_then_mask
 from superpose.recall.analyses import lag_crp, pnr, spc
 from superpose.recall.data import RecallDataset
-from superpose.recall.fitting import DEFAULT_AGREE, fit, nll64
+from superpose.recall.fitting import AT_BOUND_FRACTION, DEFAULT_AGREE, fit, nll64
 from superpose.recall.likelihood import event_activations, prepare
 from superpose.recall.parameters import DEFAULT_FIXED, DEFAULT_FREE, make_parameters
 from superpose.recall.samples import SAMPLES, load_sample
@@ -165,6 +165,7 @@ def recall_fit(config: FitConfig, run: RunContext) -> None:
         mean_de_spread_before_polish_nll=float(np.mean(spreads)),  # not the agreement of polished fits
         polished_fraction=float(np.mean([f.polished for f in result.fits])),
         nonfinite_evaluations=result.nonfinite_evaluations,  # likelihoods scored as 1e12 (inf/NaN regions)
+        parameters_at_bounds_by_subject={f.subject: result.at_bounds(f.subject) for f in result.fits},
         **rms,
     )
     if confirming:  # how many restarts each subject took, how many reached its best, and how each ended
@@ -184,6 +185,13 @@ def recall_fit(config: FitConfig, run: RunContext) -> None:
              f"{config.popsize}×{len(result.free)}, tol {config.tol:g}) and a float64 L-BFGS polish kept where it "
              f"helps ({100 * np.mean([f.polished for f in result.fits]):.0f}% of subjects' best fits). Total NLL "
              f"{table['nll'].sum():.1f}.{spread} Per-subject parameters are in fits.csv and fits.json.")
+    bounded = {f.subject: result.at_bounds(f.subject) for f in result.fits}
+    bounded = {s: b for s, b in bounded.items() if b}
+    run.note(f"{len(bounded)} of {len(result.fits)} subjects have a free parameter on a bound (within "
+             f"{AT_BOUND_FRACTION:.1%} of its range; not an interior optimum)"
+             + (": " + "; ".join(f"{s}: " + ", ".join(f"{n} ({side})" for n, side in b.items())
+                                 for s, b in list(bounded.items())[:8]) + (" …" if len(bounded) > 8 else "")
+                if bounded else "") + ".")
     if confirming:
         confirmed = sum(f.status.startswith("confirmed") for f in result.fits)
         run.note(f"Confirmation was on: every restart was polished on its own, and restarts went on until "

@@ -52,6 +52,38 @@ from superpose.recall.parameters import (
 from superpose.runner.files import write_json
 
 
+#: a free parameter within this fraction of its range from a bound counts as on that bound
+AT_BOUND_FRACTION = 1e-3
+
+
+def parameters_at_bounds(parameters: Mapping[str, float], free: Sequence[str], *,
+                         fraction: float = AT_BOUND_FRACTION) -> dict[str, str]:
+    """``{name: "low" | "high"}`` for each free parameter within ``fraction`` of its range (BOUNDS) of a bound.
+
+    A fitted parameter on a bound is not an interior optimum: the likelihood would go on improving
+    beyond it (or the parameter is not identified there). Raises ValueError for an unknown or missing
+    name, a non-finite value, or ``fraction`` outside (0, 0.5).
+    """
+    if not (isinstance(fraction, (int, float)) and 0 < fraction < 0.5):
+        raise ValueError(f"fraction must be in (0, 0.5), got {fraction!r}")
+    out = {}
+    for name in free:
+        if name not in BOUNDS:
+            raise ValueError(f"unknown parameter {name!r}; known: {list(BOUNDS)}")
+        if name not in parameters:
+            raise ValueError(f"parameters have no value for the free parameter {name!r}")
+        value = float(parameters[name])
+        if not np.isfinite(value):
+            raise ValueError(f"{name} = {value!r} is not finite")
+        low, high = BOUNDS[name]
+        margin = fraction * (high - low)
+        if value <= low + margin:
+            out[name] = "low"
+        elif value >= high - margin:
+            out[name] = "high"
+    return out
+
+
 @dataclass
 class SubjectFit:
     """One subject's fit: the best parameters over restarts, and what it took."""
@@ -90,13 +122,22 @@ class FitResult:
 
     def table(self) -> Any:
         """A pandas table: one row per subject (nll, restarts and how many reached the best, status,
-        evaluations, non-finite ones, seconds, parameters)."""
+        evaluations, non-finite ones, seconds, the free parameters on a bound, parameters)."""
         import pandas as pd
 
         return pd.DataFrame([{"subject": f.subject, "nll": f.nll, "restarts": len(f.restart_nlls),
                               "restarts_at_best": f.restarts_at_best, "status": f.status,
                               "evaluations": f.evaluations, "nonfinite_evaluations": f.nonfinite_evaluations,
-                              "seconds": f.wall_seconds, **f.parameters} for f in self.fits])
+                              "seconds": f.wall_seconds, "at_bounds": "; ".join(
+                                  f"{name} ({side})" for name, side in self.at_bounds(f.subject).items()),
+                              **f.parameters} for f in self.fits])
+
+    def at_bounds(self, subject: int) -> dict[str, str]:
+        """The subject's free parameters on a bound (:func:`parameters_at_bounds`): ``{name: "low" | "high"}``."""
+        for f in self.fits:
+            if f.subject == subject:
+                return parameters_at_bounds(f.parameters, self.free)
+        raise ValueError(f"subject {subject} was not fitted; fitted: {[f.subject for f in self.fits]}")
 
     def parameters(self, subject: int) -> CMRParameters:
         for f in self.fits:
