@@ -60,6 +60,8 @@ class SoftmaxGate:
     learns_thresholds: ClassVar[bool] = False
     allows_several: ClassVar[bool] = False  # more than one atom can be on in a row
     initial_threshold: ClassVar[float] = 0.0  # thresholds are not used
+    #: log λ_sparse/φ where fit_sae(..., "select") starts: the search holds this gate's strength (no normaliser)
+    selection_start: ClassVar[float] = 6.0
 
     def __post_init__(self) -> None:
         positive_float(self.temperature, "temperature")
@@ -91,6 +93,8 @@ class TopKGate:
     sparse_is_penalty_strength: ClassVar[bool] = True
     learns_thresholds: ClassVar[bool] = False
     initial_threshold: ClassVar[float] = 0.0  # thresholds are not used
+    #: log λ_sparse/φ where fit_sae(..., "select") starts: the logit precision: activities start within ±0.02 of ½
+    selection_start: ClassVar[float] = 6.0
 
     def __post_init__(self) -> None:
         positive_int(self.k, "k")
@@ -124,6 +128,8 @@ class ThresholdGate:
     name: ClassVar[str] = "threshold"
     sparse_is_penalty_strength: ClassVar[bool] = True
     learns_thresholds: ClassVar[bool] = True
+    #: log λ_sparse/φ where fit_sae(..., "select") starts: the L1 rate, in φ units
+    selection_start: ClassVar[float] = 6.0
     allows_several: ClassVar[bool] = True  # more than one atom can be on in a row
 
     def __post_init__(self) -> None:
@@ -155,6 +161,8 @@ class BetaBernoulliGate:
     learns_thresholds: ClassVar[bool] = False
     allows_several: ClassVar[bool] = True  # more than one atom can be on in a row
     initial_threshold: ClassVar[float] = 0.0  # thresholds are not used
+    #: log λ_sparse/φ where fit_sae(..., "select") starts: log α is held by the search (not a strength)
+    selection_start: ClassVar[float] = 6.0
 
     def __post_init__(self) -> None:
         positive_float(self.logit_precision, "logit_precision")
@@ -196,6 +204,10 @@ class BinaryGate:
     learns_thresholds: ClassVar[bool] = False
     allows_several: ClassVar[bool] = True  # more than one atom can be on in a row
     initial_threshold: ClassVar[float] = 0.0  # thresholds are not used
+    #: log λ_sparse/φ where fit_sae(..., "select") starts: λ/φ = 1, where an atom is on wherever it removes
+    #: more than 2φ of squared residual. At e⁶ it had to explain ~800φ, and on small designs (4 circles in
+    #: R⁶, 400 rows; a grokked embedding of 59 rows) every atom started off and stayed off
+    selection_start: ClassVar[float] = 0.0
 
     def __post_init__(self) -> None:
         positive_float(self.logit_precision, "logit_precision")

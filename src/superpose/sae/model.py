@@ -27,7 +27,7 @@ from superpose.numerics.precision import float64_enabled
 from superpose.runner import files
 from superpose.sae.atoms import make_atom
 from superpose.sae.criterion import laplace_criterion
-from superpose.sae.gates import GATE_TYPES, BinaryGate, Gate, make_gate
+from superpose.sae.gates import GATE_TYPES, Gate, make_gate
 from superpose.sae.hyperparameters import SaeHyperparameters, seed_from_dispersion
 from superpose.sae.init import dense_params, encoding_start, initial_params, switched_logits
 from superpose.sae.objective import SaeParams, decode, wrap_coords
@@ -256,8 +256,7 @@ def fit_sae(
             raise TypeError(f"budget must be a SelectionBudget, got {type(budget).__name__}")
         ard = [[LOG_KAPPA_FLOOR if periodic else SELECTION_START["log_ard"] for periodic in atom.periodic]
                for atom in atoms]
-        sparse = SELECTION_START["log_lambda_sparse_binary" if isinstance(gate, BinaryGate) else "log_lambda_sparse"]
-        start = SaeHyperparameters.create(dims, log_lambda_sparse=sparse,
+        start = SaeHyperparameters.create(dims, log_lambda_sparse=gate.selection_start,
                                           log_lambda_smooth=SELECTION_START["log_lambda_smooth"], log_ard=ard)
         hyperparameters = seed_from_dispersion(start, pca_dispersion(data, atoms), gate)
     elif budget is not None:
@@ -328,16 +327,11 @@ def _select(atoms, gate, data, Zj, params, hyperparameters, key, restarts, dtype
 
 
 #: Dimensionless starting strengths of the outer search (log λ/φ, log α/φ; periodic ARD axes start
-#: at the floor). λ_sparse: the TopK gate's logit precision (activities within ±0.02 of ½) or the
-#: threshold gate's L1 rate. λ_smooth starts smooth and the search walks it down, each inner solve
-#: warm from the last (a continuation): started rough, fresh solves find charts that warp or wind
-#: twice round a circle with a V as low as the planted one's (measured on single_circle(240, 4)).
-#: The binary gate's λ_sparse is the cost of switching an atom on (its prior: on with probability
-#: σ(−λ/φ)); it starts at λ/φ = 1, where an atom is on wherever it removes more than 2φ of squared
-#: residual. At λ/φ = e⁶ an atom had to explain ~800φ, and on small or low-noise designs (4 circles
-#: in R⁶, 400 rows; a grokked embedding of 59 rows) every atom started off and stayed off.
-SELECTION_START = {"log_lambda_sparse": 6.0, "log_lambda_sparse_binary": 0.0, "log_lambda_smooth": -4.0,
-                   "log_ard": -2.0}
+#: at the floor; λ_sparse starts at the gate's ``selection_start``). λ_smooth starts smooth and the
+#: search walks it down, each inner solve warm from the last (a continuation): started rough, fresh
+#: solves find charts that warp or wind twice round a circle with a V as low as the planted one's
+#: (measured on single_circle(240, 4)).
+SELECTION_START = {"log_lambda_smooth": -4.0, "log_ard": -2.0}
 
 
 def pca_dispersion(Z: np.ndarray, atoms) -> float:
