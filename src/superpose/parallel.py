@@ -294,7 +294,7 @@ def cpu_thread_parts(size: int) -> int:
 
     Only on a single CPU device: XLA runs two calls from two threads at the same time, and on a
     CPU with few cores that keeps the cores busier than one call whose thin operations each split
-    across them (DrDAM recall at D = 30, Y = 10⁵ on 2 cores: 1.6× faster). With several devices
+    across them (DrDAM recall: `python benchmarks/memory.py --ablation` measures it). With several devices
     :func:`distribute` splits the batch instead. Returns 1 where splitting does not apply.
     """
     if jax.default_backend() != "cpu" or jax.device_count() != 1:

@@ -115,6 +115,7 @@ def test_forget_refuses_more_than_was_stored_and_exact_forget_empties_t(two_stor
     ("floor", {"floor": 1e-6}),
     ("dtype", {"dtype": jnp.bfloat16}),
     ("projection", {"projection": "stored"}),
+    ("precision", {"precision": "default"}),
 ])
 def test_merge_refuses_mismatched_floor_dtype_and_projection(setting, options):
     key = jax.random.key(0)
@@ -122,6 +123,25 @@ def test_merge_refuses_mismatched_floor_dtype_and_projection(setting, options):
     other = DistributedMemory.create(key, D, Y, 1.0, **{"projection": "regenerated", **options})
     with pytest.raises(ValueError, match=f"different settings \\({setting}: "):
         base.merge(other)
+
+
+def test_product_precision_is_validated_and_default_is_float32_on_cpu():
+    with pytest.raises(ValueError, match=r"precision must be one of \('highest', 'default'\), got 'tf32'"):
+        DistributedMemory.create(jax.random.key(0), D, Y, 1.0, precision="tf32")
+    memories, states = _memories(5), _memories(7)[5:] + 0.1
+    energies = {}
+    for precision in ("highest", "default"):
+        memory = DistributedMemory.from_memories(memories, jax.random.key(0), Y, 2.0, precision=precision)
+        assert memory.precision == precision
+        # the products are compiled at the asked precision (on CPU the values cannot tell)
+        lowered = jax.jit(lambda v, m=memory: m.energy_and_grad(v)).lower(states).as_text()
+        assert ("HIGHEST" in lowered) == (precision == "highest"), precision
+        energies[precision] = [np.asarray(a) for a in memory.energy_and_grad(states)]
+    for fast, full in zip(energies["default"], energies["highest"]):
+        if jax.default_backend() == "cpu":  # XLA's CPU products are full float32 at either precision
+            np.testing.assert_array_equal(fast, full)
+        else:  # TF32 errs by ~1e-3 of each angle (β = 2, |v| ~ 1): a bound, not an equality
+            np.testing.assert_allclose(fast, full, rtol=2e-2, atol=2e-2)
 
 
 # -- descend's BatchedEnergy protocol -----------------------------------------------------------------

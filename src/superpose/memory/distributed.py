@@ -35,7 +35,7 @@ from superpose.memory._checks import check_beta, memories_array, positive_int, s
 from superpose.memory.energies import BatchedEnergy
 from superpose.memory.features import FEATURE_MAPS, PARTS, chunk_features, phase_chunk, projection_chunk
 from superpose.numerics import sincos
-from superpose.numerics.precision import matmul
+from superpose.numerics.precision import MATMUL_PRECISIONS, matmul_at
 from superpose.parallel import distribute, gathered
 
 #: "auto" stores the projection when it takes at most this many bytes (512 MiB).
@@ -78,6 +78,7 @@ class DistributedMemory(eqx.Module):
     orthogonal: bool = eqx.field(static=True)
     chunk: int = eqx.field(static=True)
     floor: float = eqx.field(static=True)
+    precision: str = eqx.field(static=True, default="highest")
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -94,6 +95,7 @@ class DistributedMemory(eqx.Module):
         chunk: int = 2048,
         floor: float = 1e-10,
         dtype: Any = jnp.float32,
+        precision: str = "highest",
     ) -> DistributedMemory:
         """An empty memory (T = 0).
 
@@ -110,6 +112,11 @@ class DistributedMemory(eqx.Module):
             chunk: directions processed at once; memory grows as ``chunk·(D + batch)``.
             floor: the smallest kernel sum the log is taken of (trigonometric maps).
             dtype: float dtype of T and the projection.
+            precision: of the float32 products with the projection: ``"highest"`` (default: full
+                float32 on every backend) or ``"default"`` (the backend's fastest: TF32 on NVIDIA
+                GPUs since Ampere, whose 10-bit mantissa errs by about 10⁻³·|h| in each random-feature
+                angle h = √β ω·v; on CPUs the same as ``"highest"``). docs/memory.md says when
+                ``"default"`` is safe.
         """
         dim = positive_int(dim, "dim")
         num_features = positive_int(num_features, "num_features (Y)")
@@ -121,6 +128,8 @@ class DistributedMemory(eqx.Module):
         chunk = min(positive_int(chunk, "chunk"), num_features)
         if not (isinstance(floor, (int, float)) and 0 < floor < 1):
             raise ValueError(f"floor must be a number in (0, 1), got {floor!r}")
+        if precision not in MATMUL_PRECISIONS:
+            raise ValueError(f"precision must be one of {tuple(MATMUL_PRECISIONS)}, got {precision!r}")
         dtype = jnp.dtype(dtype)
         if not jnp.issubdtype(dtype, jnp.floating):
             raise TypeError(f"dtype must be a float dtype, got {dtype}")
@@ -137,7 +146,7 @@ class DistributedMemory(eqx.Module):
         parts = PARTS[feature_map]
         empty = jnp.full((parts, num_features), -jnp.inf if feature_map == "positive" else 0.0, dtype)
         return cls(empty, key, jnp.asarray(0, jnp.int32), omega, dim, num_features, float(beta), feature_map,
-                   bool(orthogonal), chunk, float(floor))
+                   bool(orthogonal), chunk, float(floor), precision)
 
     @classmethod
     def from_memories(cls, memories: Float[Array, "K D"], key: jax.Array, num_features: int, beta: float,
@@ -201,12 +210,14 @@ class DistributedMemory(eqx.Module):
         """The memory holding both sets of memories.
 
         Both must be built with the same key and the same settings (dim, Y, β, feature map,
-        orthogonal, chunk, floor, dtype and projection mode: stored or regenerated); any
+        orthogonal, chunk, floor, dtype, projection mode: stored or regenerated, and product
+        precision); any
         difference raises ValueError naming it.
         """
         if not isinstance(other, DistributedMemory):
             raise TypeError(f"can only merge another DistributedMemory, got {type(other).__name__}")
-        names = ("dim", "Y", "beta", "feature_map", "orthogonal", "chunk", "floor", "dtype", "projection")
+        names = ("dim", "Y", "beta", "feature_map", "orthogonal", "chunk", "floor", "dtype", "projection",
+                 "precision")
         mine, theirs = self._settings(), other._settings()
         differ = [f"{n}: {a!r} vs {b!r}" for n, a, b in zip(names, mine, theirs) if a != b]
         if differ:
@@ -270,7 +281,7 @@ class DistributedMemory(eqx.Module):
     def _settings(self) -> tuple:
         projection = "stored" if self.stored else "regenerated"
         return (self.dim, self.num_features, self.beta, self.feature_map, self.orthogonal, self.chunk,
-                self.floor, str(self.T.dtype), projection)
+                self.floor, str(self.T.dtype), projection, self.precision)
 
     def _check_dim(self, d: int) -> None:
         if d != self.dim:
@@ -321,7 +332,8 @@ def _sum_features(memory: DistributedMemory, block: jax.Array, valid: jax.Array)
 
     def one_chunk(c):
         omega, phase = _chunk_inputs(memory, c)
-        phi = chunk_features(memory.feature_map, block, omega, phase, memory.beta, memory.num_features)
+        phi = chunk_features(memory.feature_map, block, omega, phase, memory.beta, memory.num_features,
+                             memory.precision)
         if memory.feature_map == "positive":
             return jax.nn.logsumexp(jnp.where(valid[None, :, None], phi, -jnp.inf), axis=1)
         return jnp.sum(jnp.where(valid[None, :, None], phi, 0.0), axis=1)
@@ -335,7 +347,8 @@ def _sum_features(memory: DistributedMemory, block: jax.Array, valid: jax.Array)
 def _features(memory: DistributedMemory, states: jax.Array) -> jax.Array:
     def one_chunk(c):
         omega, phase = _chunk_inputs(memory, c)
-        return chunk_features(memory.feature_map, states, omega, phase, memory.beta, memory.num_features)
+        return chunk_features(memory.feature_map, states, omega, phase, memory.beta, memory.num_features,
+                             memory.precision)
 
     out = jax.lax.map(one_chunk, jnp.arange(memory.num_chunks))  # (chunks, parts, B, C)
     out = jnp.moveaxis(out, 2, 0)  # (B, chunks, parts, C)
@@ -364,6 +377,7 @@ def _pass(memory: DistributedMemory, states: jax.Array, want_grad: bool) -> tupl
     """One pass over the directions: (kernel sum, its gradient) or, for "positive", (log sum, its gradient)."""
     b, d = states.shape
     dtype = states.dtype
+    matmul = matmul_at(memory.precision)
     sqrt_beta = jnp.sqrt(jnp.asarray(memory.beta, dtype))
     t_chunks = _padded_T(memory)
 
@@ -373,7 +387,8 @@ def _pass(memory: DistributedMemory, states: jax.Array, want_grad: bool) -> tupl
             top, total, weighted = carry
             c, t = xs
             omega, _ = _chunk_inputs(memory, c)
-            logphi = chunk_features("positive", states, omega, None, memory.beta, memory.num_features)
+            logphi = chunk_features("positive", states, omega, None, memory.beta, memory.num_features,
+                             memory.precision)
             logits = logphi + t[:, None, :]  # (2, B, C)
             new_top = jnp.maximum(top, jnp.max(logits, axis=(0, 2)))
             safe_top = jnp.where(jnp.isfinite(new_top), new_top, 0.0)

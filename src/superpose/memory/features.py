@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from superpose.numerics import sincos
-from superpose.numerics.precision import matmul
+from superpose.numerics.precision import matmul_at
 
 FEATURE_MAPS = ("sincos", "cos", "positive")
 
@@ -61,14 +61,15 @@ def phase_chunk(key: jax.Array, index: jax.Array | int, chunk: int, dtype: jnp.d
 
 def chunk_features(
     kind: str, states: Float[Array, "B D"], omega: Float[Array, "C D"], phase: Float[Array, " C"] | None,
-    beta: float, num_features: int,
+    beta: float, num_features: int, precision: str = "highest",
 ) -> Float[Array, "parts B C"]:
-    """φ of a batch for one chunk of directions, shape ``(parts, B, C)``.
+    """φ of a batch for one chunk of directions, shape ``(parts, B, C)``; ``precision`` is that of
+    the product ``states · omegaᵀ`` (:data:`superpose.numerics.precision.MATMUL_PRECISIONS`).
 
     For ``"positive"`` this returns the *logarithm* of the features (they under- and overflow
     in linear space for large β).
     """
-    h = jnp.sqrt(beta) * matmul(states, omega.T)
+    h = jnp.sqrt(beta) * matmul_at(precision)(states, omega.T)
     if kind == "sincos":
         sin, cos = sincos(h)
         return jnp.stack([cos, sin]) / jnp.sqrt(num_features)
