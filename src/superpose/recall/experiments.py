@@ -227,12 +227,14 @@ RECOVERY_BOX = {
 def recall_recovery(config: RecoveryConfig, run: RunContext) -> None:
     """Parameter recovery: fitted against true values per parameter, with correlations."""
     plt = pyplot()
-    rng = np.random.default_rng(config.seed)
-    truths = [{n: float(rng.uniform(*RECOVERY_BOX[n])) for n in DEFAULT_FREE} | DEFAULT_FIXED
-              for _ in range(config.n_subjects)]
+    truth_key, simulation_key = jax.random.split(run.key)
+    names = list(DEFAULT_FREE)
+    low, high = (np.array([RECOVERY_BOX[n][side] for n in names]) for side in (0, 1))
+    draws = np.asarray(jax.random.uniform(truth_key, (config.n_subjects, len(names))), np.float64)
+    truths = [dict(zip(names, map(float, low + row * (high - low)))) | DEFAULT_FIXED for row in draws]
     datasets = []
     for index, truth in enumerate(truths):
-        one = simulate(make_parameters(truth), jax.random.fold_in(run.key, index), list_length=config.list_length,
+        one = simulate(make_parameters(truth), jax.random.fold_in(simulation_key, index), list_length=config.list_length,
                        n_lists=config.lists, subject=index + 1)
         datasets.append(one)
     combined = RecallDataset(
@@ -244,7 +246,6 @@ def recall_recovery(config: RecoveryConfig, run: RunContext) -> None:
                  show_progress=run.progress is not None, results_path=run.out / "fits.json")
     fitted = {f.subject: f for f in result.fits}
     true_nll = [nll64(prepare(combined.select(subjects=[i + 1])), truths[i]) for i in range(config.n_subjects)]
-    names = list(DEFAULT_FREE)
     fig, axes = plt.subplots(3, 4, figsize=(15, 10.5))
     correlations = {}
     rows = []
