@@ -10,6 +10,8 @@ equinox 0.11.10, jaxtyping, fastcore, tqdm and numpy<2.
     DRDAM_REFERENCE=/path/to/distributed_DAM DRDAM_REFERENCE_PYTHON=/path/to/venv/bin/python \
         python benchmarks/memory.py
     python benchmarks/memory.py --quick          # small sizes, no reference
+    python benchmarks/memory.py --ablation       # what each CPU choice gains (parts, vectors, generator)
+    python benchmarks/memory.py --precision-study  # on a GPU: full float32 products against TF32
 
 Float32, a batch of 256 queries, β = 25, binary patterns scaled by 1/√D, 100-step recall with α = 0.1.
 """
@@ -20,6 +22,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -141,6 +144,87 @@ def child_generator(d: int, y: int, chunk: int) -> dict:
     return {"generate_s": t}
 
 
+def child_precision(d: int, y: int) -> dict:
+    """Each product precision: one energy+gradient call's time, the largest error of the random-feature
+    angles h = √β ω·v against float64, and the energies' largest relative error against ``"highest"``."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from superpose.memory import DistributedMemory
+    from superpose.numerics.precision import MATMUL_PRECISIONS, matmul_at
+
+    memories, queries = _data(d, 20)
+    out = {}
+    for precision in MATMUL_PRECISIONS:
+        memory = DistributedMemory.from_memories(memories, jax.random.key(1), y, BETA, projection="stored",
+                                                 precision=precision)
+        _, seconds = _timed(lambda m=memory: m.energy_and_grad(queries), repeats=3)
+        omega = memory.omega[: min(y, 8192)]
+        angles = np.sqrt(BETA) * np.asarray(jax.jit(lambda a, b: matmul_at(precision)(a, b.T))(queries, omega))
+        exact = np.sqrt(BETA) * np.asarray(queries, np.float64) @ np.asarray(omega, np.float64).T
+        energy = np.asarray(memory.energy(queries), np.float64)
+        out[precision] = {"egrad_s": seconds, "queries_per_s": BATCH / seconds,
+                          "max_angle_error": float(np.max(np.abs(angles - exact))),
+                          "max_angle": float(np.max(np.abs(exact))), "energy": energy.tolist()}
+    energies = {precision: np.asarray(out[precision].pop("energy")) for precision in MATMUL_PRECISIONS}
+    reference = energies["highest"]
+    for precision, energy in energies.items():
+        out[precision]["max_energy_relative_error"] = float(np.max(np.abs(energy - reference) / np.abs(reference)))
+    return out
+
+
+def child_ablation(d: int, y: int, rounds: int) -> dict:
+    """What each CPU choice gains, on and off in paired rounds (seconds, every sample): descend's
+    concurrent parts, 512-bit vectors in the energy+gradient pass, the threefry generator against
+    JAX's other implementations (the regenerated projection's normals), and the fused sincos against
+    ``jnp.sin`` and ``jnp.cos``."""
+    import jax
+    import jax.numpy as jnp
+
+    import superpose.memory.retrieval as retrieval
+    from superpose._xla import WIDE_VECTORS
+    from superpose.memory import DistributedMemory, descend, distributed_energy
+    from superpose.memory.distributed import _energy_and_grad
+    from superpose.numerics import sincos
+    from superpose.parallel import cpu_thread_parts
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _common import best_time, paired_rounds
+
+    memories, queries = _data(d, 20)
+    memory = DistributedMemory.from_memories(memories, jax.random.key(1), y, BETA)
+
+    def recall(parts_rule):
+        retrieval.cpu_thread_parts = parts_rule
+        try:
+            return _timed(lambda: descend(distributed_energy, queries, memory, steps=STEPS, step_size=ALPHA)[0])[1]
+        finally:
+            retrieval.cpu_thread_parts = cpu_thread_parts
+
+    body = _energy_and_grad.__wrapped__
+    wide = jax.jit(body, static_argnames="want_grad", compiler_options=WIDE_VECTORS)
+    narrow = jax.jit(body, static_argnames="want_grad")
+    x = jax.random.uniform(jax.random.key(2), (10_000_000,), jnp.float32, -100.0, 100.0)
+    fused, library = jax.jit(sincos), jax.jit(lambda v: (jnp.sin(v), jnp.cos(v)))
+
+    def normals(impl):
+        draw = jax.jit(lambda k: jax.random.normal(k, (y, d)))
+        key = jax.random.key(0, impl=impl)
+        return lambda: best_time(lambda: draw(key), repeats=3)
+
+    timers = {
+        "descend_concurrent_parts": lambda: recall(cpu_thread_parts),
+        "descend_one_part": lambda: recall(lambda size: 1),
+        "egrad_512_bit_vectors": lambda: best_time(lambda: wide(memory, queries, True), repeats=3),
+        "egrad_xla_default_vectors": lambda: best_time(lambda: narrow(memory, queries, True), repeats=3),
+        "sincos_fused": lambda: best_time(lambda: fused(x), repeats=3),
+        "sin_cos_library": lambda: best_time(lambda: library(x), repeats=3),
+        **{f"normals_{impl}": normals(impl) for impl in ("threefry2x32", "rbg", "unsafe_rbg")},
+    }
+    return {"parts": cpu_thread_parts(BATCH), "samples": paired_rounds(timers, rounds)}
+
+
 def run_child(kind: str, python: str | None = None, host_devices: int = 1, **kwargs) -> dict:
     """Runs one measurement in a fresh process and adds its peak resident memory.
 
@@ -162,7 +246,8 @@ def run_child(kind: str, python: str | None = None, host_devices: int = 1, **kwa
 def _child_main(spec: dict) -> None:
     kind = spec.pop("kind")
     fn = {"ours": child_ours, "reference": child_reference, "exact": child_exact, "matmul": child_matmul,
-          "generator": child_generator}[kind]
+          "generator": child_generator, "precision": child_precision,
+          "ablation": child_ablation}[kind]
     result = fn(**spec)
     result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     import jax
@@ -182,6 +267,14 @@ def main() -> None:
                         help="the Python that runs the reference (default: this one)")
     parser.add_argument("--quick", action="store_true", help="small sizes only, no reference")
     parser.add_argument("--dims", type=int, nargs="+", help="only these D (e.g. --dims 30); skips the other tables")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="paired rounds per size (superpose and the reference alternating, a fresh process each)")
+    parser.add_argument("--precision-study", action="store_true",
+                        help="only time each product precision (TF32 on GPUs) and its angle error; writes "
+                             "memory-precision-<backend>.json")
+    parser.add_argument("--ablation", action="store_true",
+                        help="only measure what each CPU choice gains (concurrent parts, vector width, "
+                             "generator, sincos); writes memory-ablation-<backend>.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -190,8 +283,19 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     import jax
     import numpy as np
-    from _common import print_table, write_results
+    from _common import paired_rounds, print_table, ratio_summary, summary, write_results
 
+    if args.ablation:
+        rows = [{"D": d, "Y": y, **run_child("ablation", d=d, y=y, rounds=args.rounds)}
+                for d, y in ((30, 100_000), (784, 10_000))]
+        print(json.dumps([{k: v for k, v in r.items() if k != "samples"} for r in rows]))
+        print("wrote", write_results("memory-ablation", rows))
+        return
+    if args.precision_study:
+        rows = [{"D": d, "Y": y, **run_child("precision", d=d, y=y)} for d, y in ((30, 100_000), (784, 100_000))]
+        print(json.dumps(rows, indent=1))
+        print("wrote", write_results("memory-precision", rows))
+        return
     reference = None if args.quick else args.reference
     sizes = [(30, 10_000), (784, 10_000)] if args.quick else [(30, 10_000), (30, 100_000), (784, 10_000), (784, 100_000)]
     if args.dims:
@@ -200,27 +304,51 @@ def main() -> None:
     print(f"float32 matmul ceiling (4096³): {ceiling:.1f} GFLOP/s")
     rows = []
     for d, y in sizes:
-        ours = run_child("ours", d=d, y=y, projection="auto", recall=True)
-        row = {"D": d, "Y": y, "stored": ours.get("stored"), "egrad_q_per_s": ours.get("queries_per_s"),
-               "recall_s": ours.get("recall_s"), "recall_first_s": ours.get("recall_first_s"),
-               "peak_gib": ours.get("peak_rss_gib"), "peak_device_gib": ours.get("peak_device_gib"),
-               "matmul_fraction": (4 * BATCH * y * d / ours["egrad_s"] / 1e9 / ceiling) if "egrad_s" in ours else None}
-        if d == 30 and jax.default_backend() == "cpu":  # thin products: one device per core keeps the cores busier
-            split = run_child("ours", host_devices=os.cpu_count() or 1, d=d, y=y, projection="auto", recall=True)
-            row.update(recall_s_device_per_core=split.get("recall_s"))
+        data_file = None
         if reference:
-            with tempfile.TemporaryDirectory() as folder:
-                data = os.path.join(folder, "patterns.npz")
-                np.savez(data, **dict(zip(("memories", "queries"), map(np.asarray, _data(d, 20)))))
-                ref = run_child("reference", python=args.reference_python, d=d, y=y, recall=True, path=reference,
-                                data=data)
-            row.update(ref_egrad_q_per_s=ref.get("queries_per_s"), ref_recall_s=ref.get("recall_s"),
-                       ref_peak_gib=ref.get("peak_rss_gib"), ref_peak_device_gib=ref.get("peak_device_gib"),
-                       recall_speedup=(ref["recall_s"] / ours["recall_s"]) if "recall_s" in ref and "recall_s" in ours else None)
-            if row.get("recall_s_device_per_core") and "recall_s" in ref:
-                row["recall_speedup_device_per_core"] = ref["recall_s"] / row["recall_s_device_per_core"]
+            folder = tempfile.mkdtemp()
+            data_file = os.path.join(folder, "patterns.npz")
+            np.savez(data_file, **dict(zip(("memories", "queries"), map(np.asarray, _data(d, 20)))))
+        split = d == 30 and jax.default_backend() == "cpu"  # thin products: one device per core keeps cores busier
+        sides = {"ours": lambda d=d, y=y: run_child("ours", d=d, y=y, projection="auto", recall=True)}
+        if split:
+            sides["device_per_core"] = lambda d=d, y=y: run_child("ours", host_devices=os.cpu_count() or 1, d=d, y=y,
+                                                                  projection="auto", recall=True)
+        if reference:
+            sides["reference"] = lambda d=d, y=y, data=data_file: run_child(
+                "reference", python=args.reference_python, d=d, y=y, recall=True, path=reference, data=data)
+        runs = paired_rounds(sides, args.rounds)  # each sample: one fresh process's measurements
+        if data_file:
+            shutil.rmtree(os.path.dirname(data_file))
+        ours = runs["ours"]
+
+        def median(runs_of_side, key):
+            values = [r[key] for r in runs_of_side if r.get(key) is not None]
+            return summary(values)["median"] if values else None
+
+        egrad_s = median(ours, "egrad_s")
+        row = {"D": d, "Y": y, "stored": ours[0].get("stored"), "egrad_q_per_s": median(ours, "queries_per_s"),
+               "recall_s": median(ours, "recall_s"), "recall_first_s": median(ours, "recall_first_s"),
+               "peak_gib": median(ours, "peak_rss_gib"), "peak_device_gib": median(ours, "peak_device_gib"),
+               "matmul_fraction": (4 * BATCH * y * d / egrad_s / 1e9 / ceiling) if egrad_s else None,
+               "rounds": runs}
+        if split:
+            row["recall_s_device_per_core"] = median(runs["device_per_core"], "recall_s")
+        if reference and all("recall_s" in r for r in runs["reference"]) and all("recall_s" in r for r in ours):
+            theirs = runs["reference"]
+            row.update(ref_egrad_q_per_s=median(theirs, "queries_per_s"), ref_recall_s=median(theirs, "recall_s"),
+                       ref_peak_gib=median(theirs, "peak_rss_gib"), ref_peak_device_gib=median(theirs, "peak_device_gib"),
+                       # compiled against compiled: one batched energy+gradient call, per round
+                       egrad_speedup=ratio_summary([r["egrad_s"] for r in theirs], [r["egrad_s"] for r in ours]),
+                       # end to end, compilation included on both sides: the reference recompiles every call
+                       recall_speedup_end_to_end=ratio_summary([r["recall_s"] for r in theirs],
+                                                               [r["recall_first_s"] for r in ours]),
+                       # our compiled loop against the reference's call (which compiles): not like for like
+                       recall_speedup_compiled_vs_call=ratio_summary([r["recall_s"] for r in theirs],
+                                                                     [r["recall_s"] for r in ours]))
         rows.append(row)
-        print_table([row])
+        print_table([{k: (v["median"] if isinstance(v, dict) and "median" in v else v) for k, v in row.items()
+                      if k != "rounds"}])
     if args.dims:
         path = write_results("memory-dims", rows, {"matmul_gflops": ceiling, "reference": bool(reference)})
         print("wrote", path)
@@ -260,9 +388,9 @@ def main() -> None:
             crossover.append({"D": d, "Y": y, "crossover_K": BATCH / ours_row["egrad_q_per_s"] / per_memory})
     print_table(exact_rows)
     print_table(crossover)
-    path = write_results("memory", rows, {"matmul_gflops": ceiling, "projection": projection_rows,
+    path = write_results("memory-quick" if args.quick else "memory", rows, {"matmul_gflops": ceiling, "projection": projection_rows,
                                            "exact": exact_rows, "crossover": crossover,
-                                           "reference": bool(reference)})
+                                           "reference": bool(reference), "rounds": args.rounds})
     print("wrote", path)
 
 

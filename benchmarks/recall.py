@@ -12,8 +12,13 @@ Data: Morton2013 (psifr's copy), subject 1: 48 lists of 24 items, 587 correct re
 - jaxcmr 0.1.1 (its own virtualenv, Python >= 3.12; point ``JAXCMR_PYTHON`` at its interpreter):
   benchmarks/peers/jaxcmr_runner.py times its likelihood and ``ScipyDE`` fit on the same lists.
 
-    python benchmarks/recall.py                  # everything (peer fits take minutes)
-    python benchmarks/recall.py --peer-fits 0    # likelihood speed only for the peers
+The speeds are measured in ``--rounds`` paired rounds (superpose, cymr and jaxcmr alternating; each
+round: superpose's rates and one compiled fit, cymr's single evaluation, one jaxcmr process with its
+rates and one fit). A speed-up is the median of the per-round ratios with their range. superpose's
+first fit in the process (it compiles) and cymr's fit (minutes) are timed once.
+
+    python benchmarks/recall.py                  # everything (cymr's fit takes minutes)
+    python benchmarks/recall.py --cymr-fit 0     # without cymr's fit
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from _common import best_time, print_table, write_results
+from _common import best_time, paired_rounds, print_table, ratio_summary, summary, write_results
 from superpose.recall import (
     DEFAULT_FIXED,
     DEFAULT_FREE,
@@ -70,14 +75,10 @@ def superpose_rates(trials) -> dict[str, float]:
             "two_threads_ms_per_set": threaded * 1e3}
 
 
-def superpose_fits(trials, restarts: int) -> list[dict[str, float]]:
-    out = []
-    for label, seed in (("first in process (compiles)", 0), ("second (compiled)", 1)):
-        result = fit_subject(trials, restarts=restarts, seed=seed, subject=1)
-        out.append({"run": label, "seconds": result.wall_seconds, "nll": result.nll,
-                    "restart_nlls": result.restart_nlls, "evaluations": result.evaluations,
-                    "polish_gain": result.polish_gain})
-    return out
+def superpose_fit(trials, restarts: int, seed: int) -> dict:
+    result = fit_subject(trials, restarts=restarts, seed=seed, subject=1)
+    return {"seconds": result.wall_seconds, "nll": result.nll, "restart_nlls": result.restart_nlls,
+            "evaluations": result.evaluations, "polish_gain": result.polish_gain}
 
 
 def cymr_setup(raw):
@@ -101,22 +102,22 @@ def cymr_setup(raw):
     return cmr.CMR(), data, definition, patterns
 
 
-def cymr_measure(raw, fits: int) -> dict:
-    model, data, definition, patterns = cymr_setup(raw)
+def cymr_single_ms(model, data, definition, patterns, calls: int = 20) -> float:
+    """Milliseconds per ``likelihood_subject`` call at one fixed parameter set."""
     study, recall = model.prepare_sim(data)
     param = definition.eval_dependent({"B_enc": 0.7, "B_start": 0.3, "B_rec": 0.8, "Lfc": 0.3, "Lcf": 0.3, "P1": 2.0,
                                        "P2": 1.0, "T": 0.1, "X1": 0.01, "X2": 0.3, "Acf": 0.1, "Afc": 0, "Aff": 0,
                                        "Dff": 1})
-    n = 20
     start = time.perf_counter()
-    for _ in range(n):
+    for _ in range(calls):
         model.likelihood_subject(study, recall, param, definition, patterns)
-    out = {"single_ms": (time.perf_counter() - start) / n * 1e3, "fits": []}
-    for run in range(fits):
-        start = time.perf_counter()
-        _, logl, _, _ = model.fit_subject(data, definition, patterns, tol=1e-3, seed=run)
-        out["fits"].append({"seconds": time.perf_counter() - start, "nll": -float(logl)})
-    return out
+    return (time.perf_counter() - start) / calls * 1e3
+
+
+def cymr_fit(model, data, definition, patterns, seed: int) -> dict:
+    start = time.perf_counter()
+    _, logl, _, _ = model.fit_subject(data, definition, patterns, tol=1e-3, seed=seed)
+    return {"seconds": time.perf_counter() - start, "nll": -float(logl)}
 
 
 def jaxcmr_measure(dataset, fits: int) -> dict | None:
@@ -130,14 +131,17 @@ def jaxcmr_measure(dataset, fits: int) -> dict | None:
                  pres_itemnos=np.tile(np.arange(1, 25), (dataset.n_lists, 1)),
                  recalls=np.pad(clean, ((0, 0), (0, 24 - clean.shape[1]))))
         done = subprocess.run([python, str(HERE / "peers" / "jaxcmr_runner.py"), str(path), str(fits)],
-                              capture_output=True, text=True, check=True)
+                              capture_output=True, text=True)
+    if done.returncode != 0:  # the peer failed: keep the others' measurements
+        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--restarts", type=int, default=3, help="superpose DE restarts per fit")
-    parser.add_argument("--peer-fits", type=int, default=1, help="full fits per peer (each takes minutes)")
+    parser.add_argument("--rounds", type=int, default=3, help="paired rounds of every peer's speeds")
+    parser.add_argument("--cymr-fit", type=int, default=1, help="cymr fits, timed once each after the rounds")
     args = parser.parse_args()
 
     from psifr import fr
@@ -145,51 +149,70 @@ def main() -> None:
     raw = fr.sample_data("Morton2013")
     dataset = load_sample("Morton2013").select(subjects=[1])
     trials = prepare(dataset)
-    rows = []
-    extra: dict = {"data": "Morton2013 subject 1: 48 lists of 24, 587 recalls, 48 stops"}
+    extra: dict = {"data": "Morton2013 subject 1: 48 lists of 24, 587 recalls, 48 stops", "rounds": args.rounds,
+                   "restarts": args.restarts}
 
-    fits = superpose_fits(trials, args.restarts)  # first, so that the first fit really is cold
-    rates = superpose_rates(trials)
-    extra["superpose"] = {**rates, "fits": fits}
-    rows.append({"peer": "superpose", "single eval (ms)": rates["single_ms"],
-                 "population (ms/set)": rates["population_ms_per_set"],
-                 "2 threads (ms/set)": rates["two_threads_ms_per_set"],
-                 "fit (s)": f"{fits[0]['seconds']:.1f} / {fits[1]['seconds']:.1f}",
-                 "NLL": f"{fits[0]['nll']:.1f} / {fits[1]['nll']:.1f}"})
+    cold = superpose_fit(trials, args.restarts, seed=0)  # first, so that the first fit really is cold
+    timers = {"superpose": lambda seeds=iter(range(1, 1000)): {**superpose_rates(trials),
+                                                               "fit": superpose_fit(trials, args.restarts, next(seeds))}}
     try:
-        cy = cymr_measure(raw, args.peer_fits)
+        cymr_parts = cymr_setup(raw)
+        timers["cymr"] = lambda: {"single_ms": cymr_single_ms(*cymr_parts)}
     except ImportError:
-        cy = None
+        cymr_parts = None
         print("cymr is not installed (pip install cymr): skipped")
-    if cy is not None:
-        extra["cymr"] = cy
-        rows.append({"peer": "cymr", "single eval (ms)": cy["single_ms"],
-                     "fit (s)": " / ".join(f"{f['seconds']:.1f}" for f in cy["fits"]),
-                     "NLL": " / ".join(f"{f['nll']:.1f}" for f in cy["fits"])})
-    jx = jaxcmr_measure(dataset, args.peer_fits)
-    if jx is None:
-        print("JAXCMR_PYTHON is not set: jaxcmr skipped")
+    if os.environ.get("JAXCMR_PYTHON"):
+        timers["jaxcmr"] = lambda: jaxcmr_measure(dataset, 1)
     else:
-        extra["jaxcmr"] = jx
-        rows.append({"peer": "jaxcmr 0.1.1", "single eval (ms)": jx["single_ms"],
-                     "population (ms/set)": jx["population_ms_per_set"],
-                     "fit (s)": " / ".join(f"{f['seconds']:.1f}" for f in jx["fits"]),
-                     "NLL": " / ".join(f"{f['nll']:.1f}" for f in jx["fits"])})
-    best_superpose = min(rates["population_ms_per_set"], rates["two_threads_ms_per_set"])
-    ratios = {}
-    if cy is not None:
-        ratios["vs_cymr_single"] = cy["single_ms"] / best_superpose
-    if jx is not None:
-        ratios["vs_jaxcmr_single"] = jx["single_ms"] / best_superpose
-        ratios["vs_jaxcmr_population"] = jx["population_ms_per_set"] / best_superpose
-        if jx["fits"]:
-            ratios["fit_time_vs_jaxcmr_cold"] = jx["fits"][0]["seconds"] / fits[0]["seconds"]
-            ratios["fit_time_vs_jaxcmr_compiled"] = jx["fits"][0]["seconds"] / fits[1]["seconds"]
-    extra["speed_ratios"] = ratios
-    print_table(rows)
-    print(json.dumps(ratios, indent=1))
-    print("wrote", write_results("recall", rows, extra))
+        print("JAXCMR_PYTHON is not set: jaxcmr skipped")
+    rounds = paired_rounds(timers, args.rounds)
+    failed = [r["error"] for r in rounds.get("jaxcmr", []) if "error" in r]
+    if failed:
+        print(f"jaxcmr failed ({failed[0]}): left out")
+        extra["jaxcmr_error"] = failed[0]
+        del rounds["jaxcmr"]
+    ours = rounds["superpose"]
+    extra["superpose"] = {"first_fit_in_process": cold, "rounds": ours}
 
+    def column(side, key):
+        return [r[key] for r in rounds[side]]
+
+    rows = [{"peer": "superpose", "single_ms": summary(column("superpose", "single_ms")),
+             "population_ms_per_set": summary(column("superpose", "population_ms_per_set")),
+             "two_threads_ms_per_set": summary(column("superpose", "two_threads_ms_per_set")),
+             "fit_s": summary([r["fit"]["seconds"] for r in ours]), "first_fit_s": cold["seconds"],
+             "nll": [cold["nll"], *(r["fit"]["nll"] for r in ours)]}]
+    ratios = {}
+    if cymr_parts is not None:
+        fits = [cymr_fit(*cymr_parts, seed=run) for run in range(args.cymr_fit)]
+        extra["cymr"] = {"rounds": rounds["cymr"], "fits": fits}
+        rows.append({"peer": "cymr", "single_ms": summary(column("cymr", "single_ms")),
+                     "fit_s": summary([f["seconds"] for f in fits]) if fits else None,
+                     "nll": [f["nll"] for f in fits]})
+        ratios["single_vs_cymr"] = ratio_summary(column("cymr", "single_ms"), column("superpose", "single_ms"))
+        # not like for like: a batched float32 population per set against cymr's single float64 call
+        ratios["population_vs_cymr_single"] = ratio_summary(column("cymr", "single_ms"),
+                                                            column("superpose", "population_ms_per_set"))
+        ratios["two_threads_vs_cymr_single"] = ratio_summary(column("cymr", "single_ms"),
+                                                             column("superpose", "two_threads_ms_per_set"))
+    if "jaxcmr" in rounds:
+        theirs = rounds["jaxcmr"]
+        extra["jaxcmr"] = {"rounds": theirs}
+        fit_seconds = [r["fits"][0]["seconds"] for r in theirs]
+        rows.append({"peer": "jaxcmr 0.1.1", "single_ms": summary(column("jaxcmr", "single_ms")),
+                     "population_ms_per_set": summary(column("jaxcmr", "population_ms_per_set")),
+                     "fit_s": summary(fit_seconds), "nll": [r["fits"][0]["nll"] for r in theirs]})
+        ratios["single_vs_jaxcmr"] = ratio_summary(column("jaxcmr", "single_ms"), column("superpose", "single_ms"))
+        ratios["population_vs_jaxcmr"] = ratio_summary(column("jaxcmr", "population_ms_per_set"),
+                                                       column("superpose", "population_ms_per_set"))
+        ratios["two_threads_vs_jaxcmr_population"] = ratio_summary(column("jaxcmr", "population_ms_per_set"),
+                                                                   column("superpose", "two_threads_ms_per_set"))
+        ratios["fit_compiled_vs_jaxcmr"] = ratio_summary(fit_seconds, [r["fit"]["seconds"] for r in ours])
+        ratios["fit_first_in_process_vs_jaxcmr"] = summary([t / cold["seconds"] for t in fit_seconds])
+    extra["speed_ratios"] = ratios
+    print_table([{k: (v["median"] if isinstance(v, dict) else v) for k, v in r.items()} for r in rows])
+    print(json.dumps({k: v["median"] for k, v in ratios.items()}, indent=1))
+    print("wrote", write_results("recall", rows, extra))
 
 if __name__ == "__main__":
     sys.exit(main())

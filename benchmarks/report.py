@@ -100,22 +100,6 @@ def render_sae_several(results: dict) -> str:
     return _table(header, rows)
 
 
-def render_memory_quick(results: dict) -> str:
-    """DrDAM's quick run (``benchmarks/memory.py --quick``): rates, recall time, memory, matmul fraction."""
-    rows = []
-    for r in results["rows"]:
-        per_core = r.get("recall_s_device_per_core")
-        rows.append([
-            str(r["D"]), f"10{'⁴' if r['Y'] == 10_000 else '⁵' if r['Y'] == 100_000 else str(r['Y'])}",
-            _thousands(r["egrad_q_per_s"]), f"{r['recall_s']:.3g} s", f"{r['recall_first_s']:.3g} s",
-            f"{per_core:.3g} s" if per_core is not None else "", f"{r['peak_gib']:.2f} GiB",
-            f"{r['matmul_fraction']:.2f}",
-        ])
-    header = ["D", "Y", "energy+grad (queries/s)", "recall 100 steps", "(first call)", "device per core",
-              "peak memory", "fraction of the matmul ceiling"]
-    return _table(header, rows)
-
-
 def _scaling_names(settings: dict) -> dict[str, str]:
     """Each workload in words, from the run's own settings."""
     drdam, toy, recall = settings["drdam"], settings["toy"], settings["recall"]
@@ -172,11 +156,247 @@ def render_recall_confirm(results: dict) -> str:
     return _table(["setting (seeds 0 / 1 / 2)", *map(str, subjects), "seconds per subject"], rows)
 
 
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _power(value: int) -> str:
+    """10⁴ for 10 000; other values with spaces between thousands."""
+    exponent = len(str(value)) - 1
+    if value == 10**exponent:
+        return "10" + str(exponent).translate(_SUPERSCRIPT)
+    return _thousands(value)
+
+
+def _times_ten(value: float) -> str:
+    """2.6·10⁵ for 262 000."""
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"{mantissa}·10{str(int(exponent)).translate(_SUPERSCRIPT)}"
+
+
+def _speedup(ratio: dict) -> str:
+    """A paired speed-up: the median of the rounds' ratios, with their range."""
+    return f"{ratio['median']:.1f}× ({ratio['low']:.1f}–{ratio['high']:.1f})"
+
+
+def _rate(value: float) -> str:
+    return f"{value / 1e6:.2f} M"
+
+
+def _time(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+
+
+def render_choice_rule(results: dict) -> str:
+    """``benchmarks/numerics.py``: rows per second, medians over paired rounds."""
+    rows = [[_power(r["rows"]), _rate(r["superpose_rows_per_s"]), _rate(r["sharded_rows_per_s"]),
+             _rate(r["numpy_rows_per_s"]), _speedup(r["speedup_vs_numpy"]),
+             f"{100 * (r['sharded_cost']['median'] - 1):+.0f}%"] for r in results["rows"]]
+    header = ["rows", "superpose (rows/s)", "through `sharded` (rows/s)", "numpy (rows/s)",
+              f"speed-up over numpy (median of {results['rounds']} rounds, range)", "`sharded`'s cost (median)"]
+    return _table(header, rows)
+
+
+def render_drdam(results: dict) -> str:
+    """``benchmarks/memory.py`` with the reference: per-call rates (compiled on both sides) and recall times."""
+    rows = []
+    for r in results["rows"]:
+        if r.get("egrad_q_per_s") is None or r.get("recall_s") is None:  # a child failed: its error is in the file
+            rows.append([str(r["D"]), _power(r["Y"]), "failed (see the results file)", *[""] * 10])
+            continue
+        reference = "ref_egrad_q_per_s" in r
+        per_core = r.get("recall_s_device_per_core")
+        rows.append([str(r["D"]), _power(r["Y"]), _thousands(r["egrad_q_per_s"]),
+                     _thousands(r["ref_egrad_q_per_s"]) if reference else "–",
+                     _speedup(r["egrad_speedup"]) if reference else "–",
+                     _time(r["recall_s"]), _time(per_core) if per_core else "",
+                     _time(r["recall_first_s"]), _time(r["ref_recall_s"]) if reference else "–",
+                     _speedup(r["recall_speedup_end_to_end"]) if reference else "–",
+                     f"{r['peak_gib']:.2f} GiB", f"{r['ref_peak_gib']:.2f} GiB" if reference else "–",
+                     f"{r['matmul_fraction']:.2f}"])
+    header = ["D", "Y", "energy+grad, superpose (queries/s)", "reference", "speed-up per call (compiled)",
+              "recall 100 steps, superpose (compiled)", "recall, one device per core (compiled)",
+              "superpose's first call (compiles)",
+              "reference's call (compiles)", "speed-up end to end", "peak memory, superpose", "reference",
+              "fraction of the matmul ceiling"]
+    return _table(header, rows)
+
+
+def render_drdam_goals(results: dict) -> str:
+    """DrDAM's goals (issue 3) judged from the same run: recall at D = 30, Y = 10⁵ ten times the
+    reference's speed on 2 cores, and at least half the float32 matmul ceiling at D = 784."""
+    rows = {(r["D"], r["Y"]): r for r in results["rows"]}
+    lines = []
+    small = rows.get((30, 100_000))
+    if small and "recall_speedup_end_to_end" in small:
+        end, per_call = small["recall_speedup_end_to_end"], small["egrad_speedup"]
+        compiled = small["recall_speedup_compiled_vs_call"]
+        lines.append(
+            f"**Recall at D = 30, Y = 10⁵ (goal: 10× the reference on 2 cores).** End to end, compilation on "
+            f"both sides, superpose is {_speedup(end)} the reference's speed: the goal is "
+            f"{'met' if end['low'] >= 10 else 'met in the median' if end['median'] >= 10 else 'not met'}. "
+            f"Its compiled recall is {_speedup(compiled)} the reference's call (which compiles: not like for like), "
+            f"and one energy+gradient call, both compiled, {_speedup(per_call)}.")
+    fractions = [(y, rows[(784, y)]["matmul_fraction"]) for y in (10_000, 100_000) if (784, y) in rows]
+    if fractions:
+        verdict = "met" if min(f for _, f in fractions) >= 0.5 else "not met"
+        lines.append(
+            f"**D = 784 (goal: at least half the float32 matmul ceiling).** The energy+gradient pass reaches "
+            + " and ".join(f"{f:.2f} (Y = {_power(y)})" for y, f in fractions)
+            + f" of the ceiling measured in the same run ({results['matmul_gflops']:.0f} GFLOP/s, the best of "
+              f"seven 4096³ products): {verdict}.")
+    return "\n\n".join(lines) + "\n"
+
+
+def render_drdam_projection(results: dict) -> str:
+    """Stored against regenerated projection (``benchmarks/memory.py``)."""
+    rows = []
+    for r in results["projection"]:
+        stored = r.get("stored_egrad_s")
+        share = r.get("generator_share")
+        rows.append([str(r["D"]), _power(r["Y"]), f"{r['D'] * r['Y'] * 4 / 2**30:.2f} GiB",
+                     f"{_time(stored)}, {r['stored_peak_gib']:.2f} GiB" if stored else "not stored",
+                     f"{_time(r['regenerated_egrad_s'])}, {r['regenerated_peak_gib']:.2f} GiB",
+                     f"{100 * share:.0f}%" if share else ""])
+    header = ["D", "Y", "projection size", "stored: one energy+grad call, peak",
+              "regenerated: one energy+grad call, peak", "generator's share"]
+    return _table(header, rows)
+
+
+def render_drdam_exact(results: dict) -> str:
+    """The exact energy streamed over memories, and where DrDAM becomes cheaper (from the same run)."""
+    counts = sorted({r["K"] for r in results["exact"]})
+    rows = []
+    for d in sorted({r["D"] for r in results["exact"]}):
+        by_k = {r["K"]: r for r in results["exact"] if r["D"] == d}
+        cross = [c for c in results["crossover"] if c["D"] == d]
+        rows.append([str(d), *(_time(by_k[k]["exact_egrad_s"]) for k in counts),
+                     f"{by_k[counts[-1]]['peak_gib']:.2f} GiB",
+                     ", ".join(f"{_thousands(round(c['crossover_K'], -2))} (Y = {_power(c['Y'])})" for c in cross)])
+    header = ["D", *(f"K = {_power(k)}" for k in counts), f"peak at K = {_power(counts[-1])}",
+              "DrDAM cheaper beyond K ≈"]
+    return _table(header, rows)
+
+
+def render_drdam_ablation(results: dict) -> str:
+    """``benchmarks/memory.py --ablation``: each CPU choice against its alternative, paired rounds."""
+    pairs = [
+        ("`descend`'s concurrent parts against one call", "descend_one_part", "descend_concurrent_parts"),
+        ("512-bit vectors against XLA's default (energy+gradient)", "egrad_xla_default_vectors",
+         "egrad_512_bit_vectors"),
+        ("fused `sincos` against `jnp.sin` and `jnp.cos` (10⁷ float32)", "sin_cos_library", "sincos_fused"),
+        ("threefry against `rbg` (the projection's normals)", "normals_rbg", "normals_threefry2x32"),
+        ("threefry against `unsafe_rbg`", "normals_unsafe_rbg", "normals_threefry2x32"),
+    ]
+    rows = [[label, *(_speedup(_ratios(r["samples"][slow], r["samples"][fast])) for r in results["rows"])]
+            for label, slow, fast in pairs]
+    rounds = len(results["rows"][0]["samples"]["descend_one_part"])
+    header = [f"gain (median of {rounds} paired rounds, range)",
+              *(f"D = {r['D']}, Y = {_power(r['Y'])}" for r in results["rows"])]
+    return _table(header, rows)
+
+
+def _ratios(slower: list[float], faster: list[float]) -> dict:
+    ratios = sorted(a / b for a, b in zip(slower, faster))
+    middle = len(ratios) // 2
+    median = ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
+    return {"median": median, "low": ratios[0], "high": ratios[-1]}
+
+
+def render_toy(results: dict) -> str:
+    """``benchmarks/toy.py``: the seed's PyTorch loop against superpose, per step and per panel."""
+    rows = []
+    for r in results["rows"]:
+        step = r["s_per_step"]
+        panel = r.get("panel_s")
+        compiled = r.get("panel_s_compiled")
+        rows.append([r["what"], f"{step['median']:.4f} ({step['low']:.4f}–{step['high']:.4f})",
+                     _speedup(r["speedup"]) if "speedup" in r else "1×" if r["what"].startswith("seed") else "–",
+                     f"{panel:.1f} s" + (f" ({compiled:.1f} s compiled)" if compiled else "") if panel else "–"])
+    header = [f"{_thousands(results['rows'][0]['models'])} models", f"s per step (median of {results['rounds']} rounds, range)",
+              "speed-up", f"one {results['panel_steps']}-step panel (superpose: first call, compiling)"
+              if results["panel_steps"] else "full panel (not run)"]
+    return _table(header, rows)
+
+
+def render_toy_million(results: dict) -> str:
+    """The 10⁶-model ensemble (``benchmarks/toy.py``), one timed call each."""
+    rows = [[f"{_power(r['models'])} models, {r['what'].removeprefix('superpose, ')}", _time(r['s_per_step']),
+             _times_ten(r["model_steps_per_s"])]
+            for r in results["million"]]
+    return _table(["ensemble", "s per step", "model-steps per s"], rows)
+
+
+def render_toy_hierarchy(results: dict) -> str:
+    """The whole toy-hierarchy experiment at the seed's size (``benchmarks/toy.py --hierarchy``)."""
+    agreement = results["toy_hierarchy_agreement"]
+    rows = [["without", f"{results['toy_hierarchy_full_s_exact_false']:.0f} s", "–", "–"],
+            ["with", f"{results['toy_hierarchy_full_s_exact_true']:.0f} s",
+             f"{100 * agreement['analytic_agreement']:.1f}%", f"{100 * agreement['majority_agreement']:.1f}%"]]
+    return _table(["exact overlay", "wall time", "best-of-10 class = exact class", "majority class = exact class"],
+                  rows)
+
+
+def render_recall_speed(results: dict) -> str:
+    """``benchmarks/recall.py``: each peer's speeds (medians over paired rounds) and fits."""
+    names = {"superpose": "superpose (float32; the fit's polish and NLL in float64)",
+             "cymr": "cymr (NumPy, float64)", "jaxcmr 0.1.1": "jaxcmr 0.1.1 (JAX, its default dtype)"}
+    rows = []
+    for r in results["rows"]:
+        fit = r.get("fit_s")
+        fits = len(fit["samples"]) if fit else 0
+        fit_text = "–" if not fit else (f"{fit['median']:.1f} s ({fit['low']:.1f}–{fit['high']:.1f})"
+                                        if fits > 1 else f"{fit['median']:.0f} s (one fit)")
+        if r["peer"] == "superpose":
+            fit_text = f"{fit['median']:.1f} s compiled ({fit['low']:.1f}–{fit['high']:.1f}); {r['first_fit_s']:.1f} s first in process"
+        population = r.get("population_ms_per_set")
+        two = r.get("two_threads_ms_per_set")
+        rows.append([names[r["peer"]], f"{r['single_ms']['median']:.3g} ms",
+                     f"{population['median']:.3g} ms" if population else "– (one set per call)",
+                     f"{two['median']:.3g} ms" if two else "–", fit_text,
+                     " / ".join(f"{v:.2f}" for v in r["nll"])])
+    header = ["peer (precision)", "one evaluation", "per set, population of 165 in one call",
+              "per set, two calls at once", "fit of one subject", "NLL reached (each fit)"]
+    return _table(header, rows)
+
+
+def render_recall_ratios(results: dict) -> str:
+    """The speed-ups of ``benchmarks/recall.py``, each the median of paired rounds with its range."""
+    labels = {
+        "single_vs_jaxcmr": ("one evaluation against jaxcmr's", "same data and precision; the models differ"),
+        "single_vs_cymr": ("one evaluation against cymr's", "same data; float32 against float64; the models differ"),
+        "population_vs_jaxcmr": ("population per set against jaxcmr's, one call",
+                                 "same data and precision; the models differ"),
+        "two_threads_vs_jaxcmr_population": ("population per set, two calls at once, against jaxcmr's one call",
+                                             "what a fit gains"),
+        "population_vs_cymr_single": ("population per set against cymr's single call",
+                                      "no: batched float32 against one float64 set"),
+        "two_threads_vs_cymr_single": ("two populations at once against cymr's single call",
+                                       "no: batched float32 against one float64 set"),
+        "fit_compiled_vs_jaxcmr": ("fit of one subject, superpose compiled, against jaxcmr's fit (which compiles its loss)",
+                                   "no: compilation on jaxcmr's side only"),
+        "fit_first_in_process_vs_jaxcmr": ("fit of one subject, superpose's first in its process (one sample), against "
+                                           "each round's jaxcmr fit", "whole fits, compilation on both sides"),
+    }
+    rows = [[labels[k][0], _speedup(v), labels[k][1]] for k, v in results["speed_ratios"].items()]
+    return _table(["comparison", f"superpose's speed-up (median of {results['rounds']} rounds, range)",
+                   "like for like?"], rows)
+
+
 #: table name -> (results file under benchmarks/results, renderer)
 TABLES: dict[str, tuple[str, Callable[[dict], str]]] = {
     "sae-single": ("sae-cpu.json", render_sae_single),
     "sae-several": ("sae-two-superposed-cpu.json", render_sae_several),
-    "memory-quick": ("memory-cpu.json", render_memory_quick),
+    "choice-rule": ("numerics-cpu.json", render_choice_rule),
+    "drdam": ("memory-cpu.json", render_drdam),
+    "drdam-goals": ("memory-cpu.json", render_drdam_goals),
+    "drdam-projection": ("memory-cpu.json", render_drdam_projection),
+    "drdam-exact": ("memory-cpu.json", render_drdam_exact),
+    "drdam-ablation": ("memory-ablation-cpu.json", render_drdam_ablation),
+    "toy": ("toy-cpu.json", render_toy),
+    "toy-million": ("toy-cpu.json", render_toy_million),
+    "toy-hierarchy": ("toy-cpu.json", render_toy_hierarchy),
+    "recall-speed": ("recall-cpu.json", render_recall_speed),
+    "recall-ratios": ("recall-cpu.json", render_recall_ratios),
     "scaling": ("scaling-cpu.json", render_scaling),
     "recall-tolerance": ("recall-tolerance-cpu.json", render_recall_tolerance),
     "recall-confirm": ("recall-confirm-cpu.json", render_recall_confirm),
@@ -198,6 +418,8 @@ def differences(text: str, page: str = "page") -> list[str]:
         name = found["name"]
         if name not in TABLES:
             problems.append(f"{page}: unknown table {name!r}")
+        elif not (RESULTS / TABLES[name][0]).exists():
+            problems.append(f"{page}: table {name!r} has no results file benchmarks/results/{TABLES[name][0]}")
         elif found["body"] != render(name):
             problems.append(f"{page}: table {name!r} differs from benchmarks/results/{TABLES[name][0]}")
     return problems

@@ -7,6 +7,10 @@ superpose runs the same sizes with its counter-based generator, with every model
 (group 1) and with the hierarchy sweep's common random numbers (the 40 importances of a cell row
 share a batch: group 40).
 
+Per-step times come from ``--rounds`` paired rounds (the seed's loop and both superpose settings
+alternating); a speed-up is the median of the per-round ratios, with their range. A full panel (800
+steps, superpose's first call compiling) and the 10⁶-model ensemble are timed once per side.
+
     python benchmarks/toy.py            # per-step times, a full 800-step panel, 10⁶ models
     python benchmarks/toy.py --panel 0  # skip the full-panel wall times (the seed's takes ~6 min)
     python benchmarks/toy.py --hierarchy  # also time the whole 9-panel toy-hierarchy experiment
@@ -22,9 +26,8 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from _common import print_table, write_results
+from _common import paired_rounds, print_table, ratio_summary, summary, write_results
 from superpose.toy import init_params, make_features, train
 
 MODELS, BATCH, LR, DECAY = 16_000, 256, 1e-2, 1e-4
@@ -63,53 +66,72 @@ def seed_loop(steps: int, models: int = MODELS) -> float:
     return time.perf_counter() - start
 
 
-def superpose_run(steps: int, models: int, group: int) -> tuple[float, float]:
-    """(first call incl. compilation, second call) seconds for ``steps`` steps of ``models`` models."""
+def _problem(models: int):
     params = init_params(jax.random.key(0), models, 2, 1, init="sign")
     features = make_features(jnp.full((models, 2), 0.5), parents=[-1, 0])
     importance = jnp.tile(jnp.array([[1.0, 0.7]]), (models, 1))
-    times = []
-    for _ in range(2):
-        start = time.perf_counter()
-        out = train(jax.random.key(1), params, features, importance, steps=steps, batch=BATCH, learning_rate=LR,
-                    weight_decay=DECAY, group_size=group, log_every=steps // min(steps, 100))
-        jax.block_until_ready(out.params.W)
-        times.append(time.perf_counter() - start)
-    return times[0], times[1]
+    return params, features, importance
+
+
+def superpose_seconds(steps: int, models: int, group: int) -> float:
+    """Seconds for one ``train`` call of ``steps`` steps of ``models`` models (compiling if it is the first)."""
+    params, features, importance = _problem(models)
+    start = time.perf_counter()
+    out = train(jax.random.key(1), params, features, importance, steps=steps, batch=BATCH, learning_rate=LR,
+                weight_decay=DECAY, group_size=group, log_every=steps // min(steps, 100))
+    jax.block_until_ready(out.params.W)
+    return time.perf_counter() - start
+
+
+SIDES = {"own": (1, "superpose, own stream per model"), "crn": (40, "superpose, CRN groups of 40")}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=50, help="steps for the per-step timings")
+    parser.add_argument("--rounds", type=int, default=3, help="paired rounds of the per-step timings")
     parser.add_argument("--panel", type=int, default=800, help="steps of the full-panel wall time (0: skip)")
     parser.add_argument("--million", type=int, default=1_000_000, help="ensemble size of the large run")
     parser.add_argument("--hierarchy", action="store_true", help="time the full 9-panel toy-hierarchy run")
     args = parser.parse_args()
-    rows, extra = [], {}
     try:
         import torch
 
         torch.set_num_threads(os.cpu_count() or 1)
-        seed_step = seed_loop(args.steps) / args.steps
-        rows.append({"what": "seed PyTorch loop", "models": MODELS, "s_per_step": seed_step,
-                     "panel_800_s": seed_loop(args.panel) if args.panel else float("nan"), "speedup": 1.0})
-        print(rows[-1], flush=True)
+        seed_loop(2)  # PyTorch's first-call costs stay out of the timed rounds
     except ImportError:
-        seed_step = float("nan")
-        print("torch is not installed: `pip install torch` to time the seed's loop")
-    for group, label in ((1, "superpose, own stream per model"), (40, "superpose, 40 models share a batch (CRN)")):
-        _, warm = superpose_run(args.steps, MODELS, group)
-        step = warm / args.steps
-        first, again = superpose_run(args.panel, MODELS, group) if args.panel else (float("nan"), float("nan"))
-        rows.append({"what": label, "models": MODELS, "s_per_step": step, "panel_800_s": first,
-                     "panel_800_s_compiled": again, "speedup": seed_step / step})
+        torch = None
+        print("torch is not installed (`pip install torch==2.13.0`): the seed's loop is skipped")
+    for group, _ in SIDES.values():  # compile the per-step shapes before any timed round
+        superpose_seconds(args.steps, MODELS, group)
+    timers = {"seed": lambda: seed_loop(args.steps) / args.steps} if torch else {}
+    for name, (group, _) in SIDES.items():
+        timers[name] = lambda group=group: superpose_seconds(args.steps, MODELS, group) / args.steps
+    per_step = paired_rounds(timers, args.rounds)
+    rows = []
+    if torch:
+        rows.append({"what": "seed PyTorch loop", "models": MODELS, "s_per_step": summary(per_step["seed"]),
+                     "panel_s": seed_loop(args.panel) if args.panel else None})
         print(rows[-1], flush=True)
-    for group in (1, 40):
-        _, warm = superpose_run(20, args.million, group)
-        rows.append({"what": f"superpose, {args.million:,} models, group {group}", "models": args.million,
-                     "s_per_step": warm / 20, "model_steps_per_s": args.million * 20 / warm})
+    for name, (group, label) in SIDES.items():
+        row = {"what": label, "models": MODELS, "group": group, "s_per_step": summary(per_step[name])}
+        if torch:
+            row["speedup"] = ratio_summary(per_step["seed"], per_step[name])
+        if args.panel:  # first call of the panel's shape compiles; the second is compiled
+            row.update(panel_s=superpose_seconds(args.panel, MODELS, group),
+                       panel_s_compiled=superpose_seconds(args.panel, MODELS, group))
+        rows.append(row)
         print(rows[-1], flush=True)
-    write_results("toy", rows, extra)
+    million = []
+    for name, (group, label) in SIDES.items():
+        superpose_seconds(20, args.million, group)
+        seconds = superpose_seconds(20, args.million, group)
+        million.append({"what": label, "models": args.million, "group": group, "s_per_step": seconds / 20,
+                        "model_steps_per_s": args.million * 20 / seconds})
+        print(million[-1], flush=True)
+    extra = {"rounds": args.rounds, "steps": args.steps, "panel_steps": args.panel, "million": million,
+             "torch_version": torch.__version__ if torch else None,
+             "torch_threads": torch.get_num_threads() if torch else None}
     if args.hierarchy:
         from superpose.runner import run_experiment
 
@@ -122,9 +144,8 @@ def main() -> None:
                     extra["toy_hierarchy_agreement"] = {k: record.metrics[k] for k in
                                                         ("analytic_agreement", "majority_agreement")}
         print(extra)
-    print_table(rows)
+    print_table([{k: (v["median"] if isinstance(v, dict) else v) for k, v in r.items()} for r in rows])
     print("wrote", write_results("toy", rows, extra))
-
 
 if __name__ == "__main__":
     main()
