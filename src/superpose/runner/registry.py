@@ -33,26 +33,27 @@ ExperimentFn = Callable[[Any, "RunContext"], None]
 
 # Expected wall time in seconds on 2 CPU cores, with the default ("full") and the quick settings,
 # for experiments whose registration does not state its own. Quick: one measured quick gallery.
-# Full: measured for toy-hierarchy, recall-fit, recall-recovery, scales-stability and the sae
-# experiments (sae-grokking's full time estimated, with selection); the others are shares of the
-# measured 26-minute gallery (docs/*.md, README).
+# Full: the full gallery on a fresh clone, 2026-12-02 (36 min 50 s of experiments, 37 min 6 s with
+# start-up), except sae-superposed, whose run there shared the cores with other jobs (12 min 15 s):
+# its quiet run of the day before (351 s). sae-grokking shared them for part of its run too, so its
+# 186 s errs long (docs/runner.md).
 EXPECTED_SECONDS: Mapping[str, Mapping[str, float]] = {
-    "power-scale": {"full": 4.0, "quick": 3.1},
-    "memory-landscape": {"full": 30.0, "quick": 7.7},
-    "memory-error": {"full": 90.0, "quick": 19.5},
-    "memory-completion": {"full": 15.0, "quick": 2.0},
-    "memory-capacity": {"full": 70.0, "quick": 8.9},
-    "toy-phase": {"full": 100.0, "quick": 8.4},
-    "toy-hierarchy": {"full": 420.0, "quick": 11.3},
-    "toy-geometry": {"full": 172.0, "quick": 6.9},
-    "recall-fit": {"full": 360.0, "quick": 3.6},
-    "recall-recovery": {"full": 180.0, "quick": 7.8},
-    "recall-choice-rule": {"full": 60.0, "quick": 3.0},
-    "scales-stability": {"full": 21.0, "quick": 6.0},
-    "sae-circles": {"full": 150.0, "quick": 18.3},
-    "sae-sweep": {"full": 213.0, "quick": 26.1},
-    "sae-toy": {"full": 13.0, "quick": 6.3},
-    "sae-grokking": {"full": 90.0, "quick": 17.1},
+    "power-scale": {"full": 4.5, "quick": 3.1},
+    "memory-landscape": {"full": 12.0, "quick": 7.7},
+    "memory-error": {"full": 57.0, "quick": 19.5},
+    "memory-completion": {"full": 7.5, "quick": 2.0},
+    "memory-capacity": {"full": 48.0, "quick": 8.9},
+    "toy-phase": {"full": 83.0, "quick": 8.4},
+    "toy-hierarchy": {"full": 295.0, "quick": 11.3},
+    "toy-geometry": {"full": 102.0, "quick": 6.9},
+    "recall-fit": {"full": 153.0, "quick": 3.6},
+    "recall-recovery": {"full": 88.0, "quick": 7.8},
+    "recall-choice-rule": {"full": 6.0, "quick": 3.0},
+    "scales-stability": {"full": 26.0, "quick": 6.0},
+    "sae-circles": {"full": 57.0, "quick": 18.3},
+    "sae-sweep": {"full": 328.0, "quick": 26.1},
+    "sae-toy": {"full": 21.0, "quick": 6.3},
+    "sae-grokking": {"full": 186.0, "quick": 17.1},
     "sae-superposed": {"full": 351.0, "quick": 61.0},
 }
 # For an experiment with no expected time anywhere: generous, so the estimate errs long.
