@@ -56,6 +56,7 @@ def run_pair(command: list[str], folder: Path, env: dict[str, str] | None = None
     return run_processes([[part.replace("{id}", str(i)) for part in command] for i in (0, 1)], folder, env)
 
 
+@pytest.mark.slow  # 59 s on the 2-core Intel CI machine of 2026-12-02, whose default run took 20 min: kept out of it
 def test_sharded_parts_equal_one_process(tmp_path):
     port, alone = str(free_port()), tmp_path / "alone"
     alone.mkdir()
@@ -93,6 +94,7 @@ def test_a_failing_process_ends_the_other(tmp_path):
     assert not list(tmp_path.glob("process-*.json")), outputs
 
 
+@pytest.mark.slow  # 49 s on the 2-core Intel CI machine of 2026-12-02, whose default run took 20 min: kept out of it
 def test_cli_run_writes_once_and_resumes(tmp_path):
     out, alone, scratch = tmp_path / "run", tmp_path / "alone", tmp_path / "tmp"
     scratch.mkdir()

@@ -172,7 +172,9 @@ def test_training_is_unit_free_and_chunking_does_not_change_it(trained):
     # the penalty acts on the data in units of its RMS norm: scaling Z scales the SAE's offsets only
     scaled = train_linear_sae(10.0 * Z, config, jax.random.key(0))
     base = results["relu"]
-    np.testing.assert_allclose(np.asarray(scaled.sae.W_dec), np.asarray(base.sae.W_dec), atol=2e-3)
+    # float32 rounding differs with the data's scale and training amplifies it: measured max difference below
+    # 2e-3 on an AMD EPYC, 3.2e-3 (6 of 512 entries above 2e-3) on an Intel Xeon (family 6, model 207)
+    np.testing.assert_allclose(np.asarray(scaled.sae.W_dec), np.asarray(base.sae.W_dec), atol=5e-3)
     np.testing.assert_allclose(np.asarray(scaled.sae.b_dec), 10.0 * np.asarray(base.sae.b_dec), rtol=2e-3, atol=2e-3)
     assert scaled.fvu == pytest.approx(base.fvu, rel=1e-2)
     # 700 steps in chunks of 500 (the second one 300 steps idle) equal 700 steps in one chunk

@@ -348,7 +348,7 @@ def _features(memory: DistributedMemory, states: jax.Array) -> jax.Array:
     def one_chunk(c):
         omega, phase = _chunk_inputs(memory, c)
         return chunk_features(memory.feature_map, states, omega, phase, memory.beta, memory.num_features,
-                             memory.precision)
+                              memory.precision)
 
     out = jax.lax.map(one_chunk, jnp.arange(memory.num_chunks))  # (chunks, parts, B, C)
     out = jnp.moveaxis(out, 2, 0)  # (B, chunks, parts, C)
@@ -388,7 +388,7 @@ def _pass(memory: DistributedMemory, states: jax.Array, want_grad: bool) -> tupl
             c, t = xs
             omega, _ = _chunk_inputs(memory, c)
             logphi = chunk_features("positive", states, omega, None, memory.beta, memory.num_features,
-                             memory.precision)
+                                    memory.precision)
             logits = logphi + t[:, None, :]  # (2, B, C)
             new_top = jnp.maximum(top, jnp.max(logits, axis=(0, 2)))
             safe_top = jnp.where(jnp.isfinite(new_top), new_top, 0.0)
