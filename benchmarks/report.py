@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -296,10 +297,10 @@ def render_drdam_ablation(results: dict) -> str:
 
 
 def _ratios(slower: list[float], faster: list[float]) -> dict:
-    ratios = sorted(a / b for a, b in zip(slower, faster))
-    middle = len(ratios) // 2
-    median = ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
-    return {"median": median, "low": ratios[0], "high": ratios[-1]}
+    """The paired ratios' median and range, by the same rule as ``_common.ratio_summary`` (which this
+    page's checker does not import: it would import JAX)."""
+    ratios = [a / b for a, b in zip(slower, faster)]
+    return {"median": statistics.median(ratios), "low": min(ratios), "high": max(ratios)}
 
 
 def render_toy(results: dict) -> str:
