@@ -2,7 +2,8 @@
 
 Public API:
 
-- Data: :class:`RecallDataset`, :func:`from_events` / :func:`to_events` (psifr's event table),
+- Data: :class:`RecallDataset` (with optional per-item ``item_attributes`` such as ``category``),
+  :func:`from_events` / :func:`to_events` (psifr's event table),
   :func:`read_csv` / :func:`write_csv`, :func:`read_hdf5` / :func:`write_hdf5` (jaxcmr's layout),
   :func:`load_sample` (``"Morton2013"``, ``"peers_notask"``; needs the ``recall`` extra).
 - Model: :class:`CMRParameters`, :func:`make_parameters`, :data:`BOUNDS`, :func:`drift`,
@@ -13,10 +14,36 @@ Public API:
 - Fitting: :func:`fit` (differential evolution + float64 L-BFGS polish, JSON results),
   :class:`FitResult`, :func:`parameters_at_bounds` (which fitted parameters sit on a bound).
 - Simulation: :func:`simulate`, :func:`simulate_like`, :func:`simulate_recalls`.
-- Analyses: :func:`spc`, :func:`pnr`, :func:`lag_crp`, :func:`termination_probability`.
+- Analyses (psifr's definitions and columns): :func:`spc`, :func:`pnr`, :func:`lag_crp`,
+  :func:`lag_crp_compound`, :func:`input_crp`, :func:`lag_rank`, :func:`pli_list_lag`,
+  :func:`termination_probability`, :func:`transitions` / :class:`Transitions` (the transitions
+  they count); category and semantic clustering: :func:`category_crp`,
+  :func:`category_clustering`, :func:`distance_crp`, :func:`distance_rank`,
+  :func:`distances_by_item` (psifr's word-indexed distances by item number).
+- Figures (matplotlib, imported on first use): :func:`plot_spc`, :func:`plot_lag_crp`,
+  :func:`plot_input_crp`, :func:`plot_distance_crp`, :func:`plot_subject_scores`,
+  :func:`plot_pli_list_lag`.
 """
 
-from superpose.recall.analyses import lag_crp, pnr, spc, termination_probability
+from superpose.recall.analyses import (
+    Transitions,
+    input_crp,
+    lag_crp,
+    lag_crp_compound,
+    lag_rank,
+    pli_list_lag,
+    pnr,
+    spc,
+    termination_probability,
+    transitions,
+)
+from superpose.recall.clustering import (
+    category_clustering,
+    category_crp,
+    distance_crp,
+    distance_rank,
+    distances_by_item,
+)
 from superpose.recall.data import (
     RecallDataset,
     from_events,
@@ -45,14 +72,24 @@ from superpose.recall.parameters import (
     CMRParameters,
     make_parameters,
 )
+from superpose.recall.plots import (
+    plot_distance_crp,
+    plot_input_crp,
+    plot_lag_crp,
+    plot_pli_list_lag,
+    plot_spc,
+    plot_subject_scores,
+)
 from superpose.recall.samples import load_sample, psifr_available
 from superpose.recall.simulation import simulate, simulate_like, simulate_recalls
 
 __all__ = [
     "BOUNDS", "CMRParameters", "DEFAULT_FIXED", "DEFAULT_FREE", "FIT_BOUNDS", "FitResult", "Network",
-    "PARAMETER_NAMES", "RecallDataset", "SubjectFit", "Trials", "drift", "encode", "event_activations", "fit", "fit_subject",
-    "from_events", "lag_crp", "list_log_likelihoods", "load_sample", "make_parameters",
-    "negative_log_likelihood", "parameters_at_bounds", "pnr", "population_nll", "prepare", "psifr_available", "read_csv", "read_hdf5",
-    "simulate", "simulate_like", "simulate_recalls", "spc", "termination_probability", "to_events", "write_csv",
-    "write_hdf5",
+    "PARAMETER_NAMES", "RecallDataset", "SubjectFit", "Transitions", "Trials", "category_clustering", "category_crp",
+    "distance_crp", "distance_rank", "distances_by_item", "drift", "encode", "event_activations", "fit",
+    "fit_subject", "from_events", "input_crp", "lag_crp", "lag_crp_compound", "lag_rank", "list_log_likelihoods",
+    "load_sample", "make_parameters", "negative_log_likelihood", "parameters_at_bounds", "pli_list_lag",
+    "plot_distance_crp", "plot_input_crp", "plot_lag_crp", "plot_pli_list_lag", "plot_spc", "plot_subject_scores",
+    "pnr", "population_nll", "prepare", "psifr_available", "read_csv", "read_hdf5", "simulate", "simulate_like",
+    "simulate_recalls", "spc", "termination_probability", "to_events", "transitions", "write_csv", "write_hdf5",
 ]

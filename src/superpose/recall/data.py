@@ -70,9 +70,12 @@ class RecallDataset:
             to the presented item for correct recalls and 0 for intrusions.
         words: optional item names, ``words[k - 1]`` is the name of item number ``k``.
         conditions: optional per-list columns, each ``(L,)`` (for example ``list_type``).
+        item_attributes: optional per-item columns (for example ``category``), each a 1-D array
+            indexed by item number − 1 and covering every item number of the dataset; a missing
+            value is NaN (numeric columns) or None (other columns).
 
     The dataset is immutable: its arrays are read-only copies of the inputs and ``conditions``
-    is a read-only mapping, so a cached dataset (:func:`superpose.recall.load_sample`) cannot be
+    and ``item_attributes`` are read-only mappings, so a cached dataset (:func:`superpose.recall.load_sample`) cannot be
     changed behind its validation. Copy an array (``ds.recalls.copy()``) to edit it, and build a
     new dataset from the copy.
 
@@ -89,6 +92,7 @@ class RecallDataset:
     recalled_items: np.ndarray | None = None
     words: tuple[str, ...] | None = None
     conditions: Mapping[str, np.ndarray] = field(default_factory=dict)
+    item_attributes: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         subject = _int_array("subject", self.subject, 1)
@@ -175,6 +179,9 @@ class RecallDataset:
             column = column.astype(str) if column.dtype == object else column.copy()
             conditions[str(name)] = _read_only(column)
         object.__setattr__(self, "conditions", types.MappingProxyType(conditions))
+        top = max(int(presented.max()), int(recalled_items.max()))
+        object.__setattr__(self, "item_attributes", types.MappingProxyType(
+            _item_attributes(self.item_attributes, top, set(conditions))))
         for name in ("subject", "list_length", "presented", "recalls", "list_number", "recalled_items"):
             _read_only(getattr(self, name))
 
@@ -236,6 +243,7 @@ class RecallDataset:
             presented=self.presented[index, :n], recalls=self.recalls[index, :r],
             list_number=self.list_number[index], recalled_items=self.recalled_items[index, :r],
             words=self.words, conditions={k: v[index] for k, v in self.conditions.items()},
+            item_attributes=self.item_attributes,
         )
 
     def summary(self) -> dict[str, Any]:
@@ -250,7 +258,7 @@ class RecallDataset:
     def fingerprint(self) -> str:
         """SHA-256 (hex) of the data a likelihood reads: subject ids, list numbers and lengths and the
         padded ``presented``, ``recalls`` and ``recalled_items`` arrays, with their shapes. Any changed
-        entry changes it; ``words`` and ``conditions`` do not enter."""
+        entry changes it; ``words``, ``conditions`` and ``item_attributes`` do not enter."""
         digest = hashlib.sha256()
         for name in ("subject", "list_number", "list_length", "presented", "recalls", "recalled_items"):
             array = np.ascontiguousarray(getattr(self, name), np.int64)
@@ -262,6 +270,31 @@ class RecallDataset:
         s = self.summary()
         return (f"RecallDataset({s['lists']} lists, {s['subjects']} subjects, list lengths {s['list_lengths']}, "
                 f"{s['correct_recalls']} correct recalls, {s['intrusions']} intrusions, {s['repeats']} repeats)")
+
+
+def _item_attributes(value: Any, top: int, conditions: set[str]) -> dict[str, np.ndarray]:
+    """Validated read-only copies of per-item columns (see :class:`RecallDataset`)."""
+    accepted = "a mapping from a name to a 1-D array with one value per item number (index = item number - 1)"
+    if not isinstance(value, Mapping):
+        raise TypeError(f"item_attributes must be {accepted}, got {type(value).__name__}")
+    out = {}
+    for name, column in value.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"item_attributes names must be non-empty strings, got {name!r}")
+        if name in (*_EVENT_COLUMNS, "item_number") or name in conditions:
+            raise ValueError(f"item attribute {name!r} clashes with an event column or a condition")
+        if isinstance(column, (str, bytes, Mapping)) or not hasattr(column, "__len__"):
+            raise TypeError(f"item attribute {name!r} must be {accepted}, got {type(column).__name__}")
+        column = np.array(column)  # a copy: the dataset never shares memory with its inputs
+        if column.ndim != 1:
+            raise ValueError(f"item attribute {name!r} must be 1-D ({accepted}), got shape {column.shape}")
+        if column.shape[0] < top:
+            raise ValueError(f"item attribute {name!r} has {column.shape[0]} values but item number {top} occurs; "
+                             f"it must be {accepted}")
+        if column.dtype == object:
+            column[pd.isna(column)] = None  # one spelling of "missing" for non-numeric columns
+        out[name] = _read_only(column)
+    return out
 
 
 def _row_mask(rows: Any, n: int) -> np.ndarray:
@@ -282,7 +315,8 @@ def _row_mask(rows: Any, n: int) -> np.ndarray:
 _EVENT_COLUMNS = ("subject", "list", "trial_type", "position", "item")
 
 
-def from_events(events: pd.DataFrame, conditions: Sequence[str] = ()) -> RecallDataset:
+def from_events(events: pd.DataFrame, conditions: Sequence[str] = (),
+                item_attributes: Sequence[str] = ()) -> RecallDataset:
     """Builds a dataset from psifr's long event table.
 
     Args:
@@ -291,6 +325,9 @@ def from_events(events: pd.DataFrame, conditions: Sequence[str] = ()) -> RecallD
             ``item``. An ``item_number`` column, when present, gives the item numbers; otherwise
             items are numbered by their sorted names.
         conditions: per-list columns to keep (each must be constant within a list).
+        item_attributes: per-item columns to keep (for example ``("category",)``), read from
+            every study and recall event of an item; each item must have one value (missing
+            values are ignored; an item with none gets NaN or None).
 
     Returns:
         A :class:`RecallDataset`; a recalled item not studied on its list is an intrusion.
@@ -382,18 +419,41 @@ def from_events(events: pd.DataFrame, conditions: Sequence[str] = ()) -> RecallD
             raise ValueError(f"condition {c!r} varies within {where(int(varying.idxmax()))}")
         first = events.dropna(subset=[c]).drop_duplicates("_row").set_index("_row")[c]
         cond_values[c] = first.reindex(range(n_lists)).fillna("").to_numpy()
+    if isinstance(item_attributes, str):
+        raise TypeError(f"item_attributes must be a sequence of column names, got the string {item_attributes!r}")
+    attributes = {a: _item_column(events, a, words) for a in item_attributes}
     return RecallDataset(
         subject=keys[:, 0].astype(np.int64), list_length=lengths, presented=presented, recalls=recalls,
         list_number=keys[:, 1].astype(np.int64), recalled_items=items, words=words,
-        conditions={c: np.asarray(v) for c, v in cond_values.items()},
+        conditions={c: np.asarray(v) for c, v in cond_values.items()}, item_attributes=attributes,
     )
+
+
+def _item_column(events: pd.DataFrame, name: str, words: tuple[str, ...]) -> np.ndarray:
+    """One value per item number (index = number − 1) from the events' ``name`` column."""
+    if name not in events.columns:
+        raise ValueError(f"item attribute column {name!r} is not in the events; columns: {list(events.columns)}")
+    known = events.dropna(subset=[name])
+    known = known[known["_number"] >= 1]
+    counts = known.groupby("_number")[name].nunique()
+    if (counts > 1).any():
+        number = int(counts.idxmax())
+        values = sorted(map(str, known.loc[known["_number"] == number, name].unique()))
+        raise ValueError(f"item attribute {name!r} must have one value per item; item {words[number - 1]!r} "
+                         f"(number {number}) has {values}")
+    first = known.drop_duplicates("_number")
+    numeric = pd.api.types.is_numeric_dtype(events[name]) and not pd.api.types.is_bool_dtype(events[name])
+    column = np.full(len(words), np.nan) if numeric else np.full(len(words), None, dtype=object)
+    column[first["_number"].to_numpy() - 1] = first[name].to_numpy()
+    return column
 
 
 def to_events(dataset: RecallDataset) -> pd.DataFrame:
     """The dataset as psifr's long event table (study rows, then recall rows, per list).
 
     Columns: ``subject``, ``list``, ``trial_type``, ``position``, ``item`` (the word when
-    ``words`` is set, else the item number as text), ``item_number`` and any conditions.
+    ``words`` is set, else the item number as text), ``item_number``, any conditions and any
+    item attributes (the value of each event's item; missing for an unknown item).
     """
     rows: list[dict[str, Any]] = []
 
@@ -416,10 +476,15 @@ def to_events(dataset: RecallDataset) -> pd.DataFrame:
             rows.append({**base, "trial_type": "recall", "position": o + 1,
                          "item": name(number) if number else f"intrusion-{row}-{o + 1}",
                          "item_number": number, **extra})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    numbers = table["item_number"].to_numpy()
+    for attribute, values in dataset.item_attributes.items():
+        table[attribute] = pd.Series(values).reindex(numbers - 1).to_numpy()  # number 0 (unknown): missing
+    return table
 
 
-def read_csv(path: str | os.PathLike[str], conditions: Sequence[str] = ()) -> RecallDataset:
+def read_csv(path: str | os.PathLike[str], conditions: Sequence[str] = (),
+             item_attributes: Sequence[str] = ()) -> RecallDataset:
     """Reads a psifr-format event table from CSV (see :func:`from_events`)."""
     path = Path(path)
     if not path.is_file():
@@ -428,7 +493,7 @@ def read_csv(path: str | os.PathLike[str], conditions: Sequence[str] = ()) -> Re
         events = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise ValueError(f"{path} is not a readable CSV event table: {error}") from error
-    return from_events(events, conditions)
+    return from_events(events, conditions, item_attributes)
 
 
 def write_csv(dataset: RecallDataset, path: str | os.PathLike[str], overwrite: bool = False) -> Path:

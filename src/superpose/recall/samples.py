@@ -12,6 +12,12 @@ SAMPLES: dict[str, tuple[str, ...]] = {
 }
 """Sample names and the per-list conditions kept from each."""
 
+ITEM_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "Morton2013": ("category",),
+    "peers_notask": (),
+}
+"""The per-item columns kept from each sample (``RecallDataset.item_attributes``)."""
+
 INSTALL_HINT = "pip install 'superpose[recall]' (or: pip install psifr)"
 
 
@@ -26,8 +32,9 @@ def psifr_available() -> bool:
 
 @functools.lru_cache(maxsize=4)
 def load_sample(name: str) -> RecallDataset:
-    """Loads ``"Morton2013"`` (40 subjects × 48 lists of 24 words) or ``"peers_notask"``
-    (126 subjects, lists of 16 words) from the psifr package.
+    """Loads ``"Morton2013"`` (40 subjects × 48 lists of 24 words, with each item's ``category``
+    in ``item_attributes``) or ``"peers_notask"`` (126 subjects, lists of 16 words) from the psifr
+    package.
 
     The result is cached and shared by every call, so it is immutable: its arrays are read-only
     (writing to one raises ``ValueError``); copy an array to change it.
@@ -43,4 +50,4 @@ def load_sample(name: str) -> RecallDataset:
     except ImportError as error:
         raise ImportError(f"load_sample({name!r}) reads the data that psifr ships; install it with: "
                           f"{INSTALL_HINT}") from error
-    return from_events(fr.sample_data(name), conditions=SAMPLES[name])
+    return from_events(fr.sample_data(name), conditions=SAMPLES[name], item_attributes=ITEM_ATTRIBUTES[name])
