@@ -81,15 +81,17 @@ def superpose_fit(trials, restarts: int, seed: int) -> dict:
             "evaluations": result.evaluations, "polish_gain": result.polish_gain}
 
 
-def cymr_setup(raw):
+def cymr_setup(raw, subject: int = 1, n_items: int = 24):
+    """cymr's model, one subject's events (items named by study position), its parameter definition, patterns."""
     from cymr import cmr
 
-    data = raw[raw.subject == 1].copy()
+    data = raw[raw.subject == subject].copy()
     study = data[data.trial_type == "study"].set_index(["list", "item"])["position"]
     data["item_index"] = [int(study.get((lst, item), 0)) - 1 for lst, item in zip(data["list"], data["item"])]
     data = data[data.item_index >= 0]  # intrusions out, as superpose leaves them out of the likelihood
     data["item"] = [f"position{i}" for i in data["item_index"]]
-    patterns = {"items": np.array([f"position{i}" for i in range(24)], dtype=object), "vector": {"loc": np.eye(24)}}
+    patterns = {"items": np.array([f"position{i}" for i in range(n_items)], dtype=object),
+                "vector": {"loc": np.eye(n_items)}}
     definition = cmr.CMRParameters()
     definition.set_fixed(Afc=0, Aff=0, Dff=1)
     definition.set_dependent(Dfc="1 - Lfc", Dcf="1 - Lcf")
@@ -121,15 +123,17 @@ def cymr_fit(model, data, definition, patterns, seed: int) -> dict:
 
 
 def jaxcmr_measure(dataset, fits: int) -> dict | None:
+    """jaxcmr's rates and ``fits`` fits of one subject's lists (its own process), or None without JAXCMR_PYTHON."""
     python = os.environ.get("JAXCMR_PYTHON")
     if not python:
         return None
     clean = dataset.clean_recalls()
+    n = int(dataset.presented.shape[1])
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "subject1.npz"
+        path = Path(tmp) / "subject.npz"
         np.savez(path, subject=dataset.subject[:, None], listLength=dataset.list_length[:, None],
-                 pres_itemnos=np.tile(np.arange(1, 25), (dataset.n_lists, 1)),
-                 recalls=np.pad(clean, ((0, 0), (0, 24 - clean.shape[1]))))
+                 pres_itemnos=np.tile(np.arange(1, n + 1), (dataset.n_lists, 1)),
+                 recalls=np.pad(clean, ((0, 0), (0, n - clean.shape[1]))))
         done = subprocess.run([python, str(HERE / "peers" / "jaxcmr_runner.py"), str(path), str(fits)],
                               capture_output=True, text=True)
     if done.returncode != 0:  # the peer failed: keep the others' measurements

@@ -157,6 +157,42 @@ def render_recall_confirm(results: dict) -> str:
     return _table(["setting (seeds 0 / 1 / 2)", *map(str, subjects), "seconds per subject"], rows)
 
 
+def render_recall_goal(results: dict) -> str:
+    """Issue 16's fit goal (``benchmarks/recall_fits.py --study goal``): the default fit's seeds against a
+    long reference search, with jaxcmr (and cymr when run) on the same subject, then the goals judged."""
+    rows, gaps, speedups = [], [], []
+    with_cymr = any("cymr" in r for r in results["rows"])
+    for r in results["rows"]:
+        ours = r["superpose"]
+        seconds = statistics.median(f["seconds"] for f in ours)
+        gap = max(f["nll"] for f in ours) - r["best_nll"]
+        gaps.append((gap, f"{r['dataset']} {r['subject']}"))
+        theirs = r.get("jaxcmr", {})
+        jaxcmr = (f"{theirs['nll']:.2f} ({theirs['seconds']:.0f} s)" if "nll" in theirs else "failed") if theirs else "not run"
+        if "seconds" in theirs:
+            speedups.append(theirs["seconds"] / seconds)
+        cells = [r["dataset"], str(r["subject"]),
+                 " / ".join(f"{f['nll']:.2f}" + (" (budget)" if "budget" in f["status"] else "") for f in ours),
+                 "/".join(str(f["restarts"]) for f in ours), f"{r['reference']['nll']:.2f}", f"{gap:.2f}",
+                 f"{seconds:.1f} s", jaxcmr]
+        if with_cymr:
+            cells.append(f"{r['cymr']['nll']:.2f} ({r['cymr']['seconds']:.0f} s)" if "cymr" in r else "not run")
+        rows.append(cells)
+    header = ["data set", "subject", "default fit, seeds 0 / 1 / 2 (NLL)", "restarts", "reference search",
+              "worst seed − best", "seconds (median of seeds)", "jaxcmr 0.1.1 NLL (seconds)"]
+    if with_cymr:
+        header.append("cymr 0.14.3 NLL (seconds)")
+    worst, where = max(gaps)
+    within = sum(g <= 0.5 for g, _ in gaps)
+    ratio = statistics.median(speedups) if speedups else float("nan")
+    goals = (f"\nEvery seed within 0.5 nats of the best known NLL: **{'met' if within == len(gaps) else 'not met'}** "
+             f"({within} of {len(gaps)} subjects; the largest gap is {worst:.2f} nats, {where}). A default fit "
+             f"within a fifth of jaxcmr's time: **{'met' if speedups and min(speedups) >= 5 else 'not met'}** "
+             f"(jaxcmr's fit over ours: median {ratio:.1f}×, {min(speedups, default=float('nan')):.1f}–"
+             f"{max(speedups, default=float('nan')):.1f}× over subjects).\n")
+    return _table(header, rows) + goals
+
+
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
@@ -401,6 +437,7 @@ TABLES: dict[str, tuple[str, Callable[[dict], str]]] = {
     "scaling": ("scaling-cpu.json", render_scaling),
     "recall-tolerance": ("recall-tolerance-cpu.json", render_recall_tolerance),
     "recall-confirm": ("recall-confirm-cpu.json", render_recall_confirm),
+    "recall-goal": ("recall-goal-cpu.json", render_recall_goal),
 }
 
 

@@ -12,6 +12,11 @@ import numpy as np
 from scipy.special import logsumexp
 
 
+def _smooth_cap(p_stop: float, ceiling: float = 1 - 1e-6, k: float = 20.0) -> float:
+    """The model's soft minimum of p and the ceiling, (p^−k + C^−k)^(−1/k), evaluated in log space."""
+    return math.exp(-np.logaddexp(-k * math.log(p_stop), -k * math.log(ceiling)) / k)
+
+
 def _drift(c, c_in, beta):
     dot = float(c @ c_in)
     rho = math.sqrt(1 + beta**2 * (dot**2 - 1)) - beta * dot
@@ -47,8 +52,7 @@ def list_log_likelihood(p: dict, list_length: int, recalls: list[int]) -> float:
     recalled: list[int] = []
     for k in range(len(recalls) + 1):
         left = n - len(recalled)
-        p_stop = 1.0 if left == 0 else min(p["stop_probability_scale"] * math.exp(p["stop_probability_growth"] * k),
-                                            1 - 1e-6)
+        p_stop = 1.0 if left == 0 else _smooth_cap(p["stop_probability_scale"] * math.exp(p["stop_probability_growth"] * k))
         if k == len(recalls):
             total += math.log(p_stop)
             break

@@ -7,6 +7,7 @@ import pytest
 
 from superpose.recall import (RecallDataset, fit, fitting, from_events, load_sample, make_parameters, psifr_available,
                               simulate, to_events)
+from superpose.recall import search
 from superpose.recall.parameters import FIT_BOUNDS
 
 TRUTH = {"encoding_drift_rate": 0.75, "start_drift_rate": 0.1, "recall_drift_rate": 0.8, "mfc_learning_rate": 0.2,
@@ -15,7 +16,8 @@ TRUTH = {"encoding_drift_rate": 0.75, "start_drift_rate": 0.1, "recall_drift_rat
          "choice_sensitivity": 4.0}
 FREE = ("encoding_drift_rate", "choice_sensitivity")
 FIXED = {n: v for n, v in TRUTH.items() if n not in FREE}
-QUICK = {"free": FREE, "fixed": FIXED, "restarts": 1, "popsize": 4, "maxiter": 3, "polish_steps": 0, "workers": 1}
+QUICK = {"free": FREE, "fixed": FIXED, "restarts": 1, "popsize": 4, "maxiter": 3, "polish_steps": 0, "workers": 1,
+         "confirm": None}
 ARRAYS = ("subject", "list_length", "presented", "recalls", "list_number", "recalled_items")
 
 
@@ -31,15 +33,15 @@ def two_subjects() -> RecallDataset:
 
 def fake_likelihood(monkeypatch, score):
     """Replaces both compiled likelihoods of a fit by ``score(values: dict of (P,) arrays) -> (P,)``."""
-    monkeypatch.setattr(fitting, "score_population",
+    monkeypatch.setattr(search, "score_population",
                         lambda params, trials: jnp.asarray(score({n: np.atleast_1d(np.asarray(v)) for n, v in
                                                                   params._asdict().items()})))
 
     def value_and_grad(z, fixed_values, lows, highs, trials, free, n_items):
-        values = dict(zip(free, np.atleast_2d(np.asarray(fitting.from_unbounded(z, lows, highs))).T))
+        values = dict(zip(free, np.atleast_2d(np.asarray(search.from_unbounded(z, lows, highs))).T))
         return jnp.asarray(score(values)[0]), jnp.zeros_like(z)
 
-    monkeypatch.setattr(fitting, "_value_and_grad64", value_and_grad)
+    monkeypatch.setattr(search, "_value_and_grad64", value_and_grad)
 
 
 # --- (1) immutable datasets ------------------------------------------------------------------------
@@ -142,7 +144,7 @@ def test_nan_outside_the_box_is_a_counted_region_not_an_error():
     on_closed_bound = np.float32(high)  # float32 rounds the open bound 1 - 2^-52 up to 1.0
     assert np.float64(on_closed_bound) > high
     x = np.array([[0.5, on_closed_bound], [4.0, 4.0]], np.float32)
-    scored, count = fitting._screen_nonfinite(np.array([1.0, np.nan]), x, FREE)
+    scored, count = search.screen_nonfinite(np.array([1.0, np.nan]), x, FREE, search.search_box(FREE))
     assert count == 1 and scored.tolist() == [1.0, fitting.NONFINITE_SCORE]
     with pytest.raises(RuntimeError, match="encoding_drift_rate"):
-        fitting._screen_nonfinite(np.array([np.nan, 1.0]), x, FREE)
+        search.screen_nonfinite(np.array([np.nan, 1.0]), x, FREE, search.search_box(FREE))

@@ -49,7 +49,7 @@ def test_padding_to_a_common_shape_does_not_change_the_likelihood(two_subjects):
 
 def test_fit_recovers_parameters_and_beats_the_truth(two_subjects, tmp_path):
     path = tmp_path / "fits.json"
-    result = fit(two_subjects, free=FREE, fixed=FIXED, restarts=2, popsize=10, seed=1, results_path=path)
+    result = fit(two_subjects, free=FREE, fixed=FIXED, restarts=2, popsize=10, seed=1, results_path=path, confirm=None)
     assert [f.subject for f in result.fits] == [1, 2]
     for f, tau in zip(result.fits, (4.0, 8.0)):
         truth_nll = nll64(prepare(two_subjects.select(subjects=[f.subject])), {**TRUTH, "choice_sensitivity": tau})
@@ -63,7 +63,8 @@ def test_fit_recovers_parameters_and_beats_the_truth(two_subjects, tmp_path):
     again = FitResult.load(path)
     assert again.fits[0].nll == result.fits[0].nll
     # resuming with the same settings reuses finished subjects instead of refitting them
-    resumed = fit(two_subjects, free=FREE, fixed=FIXED, restarts=2, popsize=10, seed=1, results_path=path)
+    resumed = fit(two_subjects, free=FREE, fixed=FIXED, restarts=2, popsize=10, seed=1, results_path=path,
+                  confirm=None)
     assert [f.wall_seconds for f in resumed.fits] == [f.wall_seconds for f in result.fits]
     table = result.table()
     assert list(table["subject"]) == [1, 2] and "choice_sensitivity" in table
@@ -119,7 +120,7 @@ def test_confirmed_fits_agree_and_beat_the_truth(two_subjects):
     # the maximum-likelihood fit is at least as good as the parameters that generated the data
     truth_nll = nll64(prepare(one), TRUTH, FREE, FIXED)
     assert f.nll <= truth_nll + 1e-6
-    assert result.settings["confirm"] == 0.1 and result.settings["agree"] == 3
+    assert result.settings["confirm"] == 0.1 and result.settings["agree"] == 2
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -139,7 +140,7 @@ def test_confirmation_stops_at_its_time_budget(two_subjects):
     f = fit(one, free=FREE[:2], fixed={**FIXED, **{n: TRUTH[n] for n in FREE[2:]}}, restarts=1, popsize=6,
             confirm=0.1, max_seconds=1e-3, polish_steps=5).fits[0]
     assert len(f.final_nlls) == 1 and f.restarts_at_best == 1
-    assert f.status == "time budget reached (0.001 s): 1 of 1 restarts within 0.1 nats of the best, 3 needed"
+    assert f.status == "time budget reached (0.001 s): 1 of 1 restarts within 0.1 nats of the best, 2 needed"
 
 
 def test_parameters_at_bounds_reads_each_side_within_its_fraction_of_the_range():
@@ -161,3 +162,41 @@ def test_parameters_at_bounds_reads_each_side_within_its_fraction_of_the_range()
         parameters_at_bounds(values | {"item_support": float("nan")}, free)
     with pytest.raises(ValueError, match="fraction"):
         parameters_at_bounds(values, free, fraction=0.5)
+
+
+def test_widened_bounds_free_a_parameter_that_sat_on_its_bound(two_subjects):
+    """Data made with τ = 8: a box capping τ at 3 leaves it on its bound; widening that box to (0, 30)
+    frees it, fits at least as well, and the fit reports its bounds (the default box has τ ≤ 100)."""
+    one = two_subjects.select(subjects=[2])
+    options = dict(free=FREE, fixed=FIXED, restarts=1, popsize=8, seed=0, confirm=None)
+    capped = fit(one, bounds={"choice_sensitivity": (0.0, 3.0)}, **options)
+    widened = fit(one, bounds={"choice_sensitivity": (0.0, 30.0)}, **options)
+    assert capped.at_bounds(2).get("choice_sensitivity") == "high"
+    assert capped.fits[0].parameters["choice_sensitivity"] <= 3.0
+    tau = widened.fits[0].parameters["choice_sensitivity"]
+    assert 3.0 < tau < 30.0 and "choice_sensitivity" not in widened.at_bounds(2)
+    assert widened.fits[0].nll < capped.fits[0].nll - 1.0
+    assert widened.settings["bounds"] == {"choice_sensitivity": [0.0, 30.0]}
+
+
+def test_the_model_accepts_values_beyond_the_default_box_but_not_beyond_its_limits():
+    from superpose.recall.parameters import LIMITS
+
+    values = {**TRUTH, "choice_sensitivity": 250.0, "item_support": 400.0}  # beyond jaxcmr's 100
+    assert float(make_parameters(values).choice_sensitivity) == 250.0
+    assert LIMITS["choice_sensitivity"] == (0.0, float("inf"))
+    with pytest.raises(ValueError, match=r"choice_sensitivity = -1 is outside its limits \[0, inf\]"):
+        make_parameters({**TRUTH, "choice_sensitivity": -1.0})
+
+
+@pytest.mark.parametrize("bounds, message", [
+    ({"tau": (0, 1)}, "unknown parameter 'tau'"),
+    ({"mcf_learning_rate": (0, 1)}, "not free in this fit"),
+    ({"choice_sensitivity": (5, 5)}, "low < high"),
+    ({"choice_sensitivity": (0, float("inf"))}, "finite"),
+    ({"encoding_drift_rate": (0, 2)}, r"leaves the model's limits \[0, 1\]"),
+    ({"choice_sensitivity": "wide"}, "two numbers"),
+])
+def test_bad_bounds_are_explained(two_subjects, bounds, message):
+    with pytest.raises(ValueError, match=message):
+        fit(two_subjects, free=FREE, fixed=FIXED, bounds=bounds)

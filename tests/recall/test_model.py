@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from superpose.numerics import float64_enabled
 from superpose.recall import (
-    BOUNDS,
     RecallDataset,
     drift,
     list_log_likelihoods,
@@ -21,7 +20,7 @@ from superpose.recall import (
     simulate,
     simulate_recalls,
 )
-from superpose.recall.parameters import stack
+from superpose.recall.parameters import LIMITS, stack
 
 from tests.devices import run_with_devices
 
@@ -172,12 +171,40 @@ def test_gradients_are_finite_and_match_finite_differences(fitted_like):
             assert abs(float(getattr(grad, name)) - fd) < 1e-4 * max(1.0, abs(fd))
 
 
+def test_stop_cap_is_smooth_bounded_and_close_to_the_hard_cap_below_one_half():
+    from superpose.recall.model import STOP_CEILING, log_stop_probability
+
+    values = random_parameters(np.random.default_rng(0), stop_probability_scale=1e-3)
+    with float64_enabled():
+        def log_stop(growth):
+            params = make_parameters({**values, "stop_probability_growth": growth})
+            return log_stop_probability(params, jnp.float64(10.0), jnp.int32(5))[0]
+
+        # the hard cap min(p, C) bends at θ_r = −log(θ_s)/10 (p = C at n = 10); slopes there would jump
+        # from 10 to 0: the smooth one changes continuously (one-sided differences agree)
+        kink = -math.log(1e-3 / STOP_CEILING) / 10
+        h = 1e-5
+        left = (float(log_stop(kink)) - float(log_stop(kink - h))) / h
+        right = (float(log_stop(kink + h)) - float(log_stop(kink))) / h
+        assert abs(left - right) < 1e-2 * abs(left) and 0 < right < 10
+        slope = float(jax.grad(log_stop)(jnp.float64(kink)))
+        assert abs(slope - 5.0) < 1e-6  # at p = C the soft minimum takes half of the slope of log p
+        growth = np.linspace(0.0, 5.0, 201)
+        p_hard = np.minimum(1e-3 * np.exp(growth * 10), STOP_CEILING)
+        p_soft = np.exp(np.array([float(log_stop(g)) for g in growth]))
+        assert np.all(p_soft <= p_hard * (1 + 1e-12))  # never above the hard cap (to rounding)
+        low = p_hard <= 0.5
+        assert np.max(np.abs(p_soft[low] / p_hard[low] - 1)) < 5e-8  # documented in recall.model
+        assert abs(p_soft[-1] / STOP_CEILING - 1) < 1e-12  # far above the cap, the cap holds
+
+
 @pytest.mark.parametrize("name", ["encoding_drift_rate", "choice_sensitivity", "stop_probability_scale"])
-def test_out_of_bounds_parameters_are_refused_with_their_bounds(name):
+def test_parameters_outside_the_model_limits_are_refused_with_their_limits(name):
     values = random_parameters(np.random.default_rng(0))
-    low, high = BOUNDS[name]
-    with pytest.raises(ValueError, match=rf"{name} = .* outside its bounds \[{low:g}, {high:g}\]"):
-        make_parameters({**values, name: high + 1})
+    low, high = LIMITS[name]
+    outside = high + 1 if np.isfinite(high) else low - 1
+    with pytest.raises(ValueError, match=rf"{name} = .* outside its limits \[{low:g}, {high:g}\]"):
+        make_parameters({**values, name: outside})
     with pytest.raises(ValueError, match=f"{name} must be finite"):
         make_parameters({**values, name: float("nan")})
 

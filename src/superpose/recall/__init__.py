@@ -6,12 +6,14 @@ Public API:
   :func:`from_events` / :func:`to_events` (psifr's event table),
   :func:`read_csv` / :func:`write_csv`, :func:`read_hdf5` / :func:`write_hdf5` (jaxcmr's layout),
   :func:`load_sample` (``"Morton2013"``, ``"peers_notask"``; needs the ``recall`` extra).
-- Model: :class:`CMRParameters`, :func:`make_parameters`, :data:`BOUNDS`, :func:`drift`,
+- Model: :class:`CMRParameters`, :func:`make_parameters`, :data:`BOUNDS` (jaxcmr's, the default
+  search box), :data:`LIMITS` (what the model accepts), :func:`drift`,
   :func:`encode`.
 - Likelihood: :func:`prepare` (dataset -> :class:`Trials`), :func:`negative_log_likelihood`,
   :func:`population_nll` (one jitted call per population), :func:`list_log_likelihoods`,
   :func:`event_activations`.
-- Fitting: :func:`fit` (differential evolution + float64 L-BFGS polish, JSON results),
+- Fitting: :func:`fit` (differential evolution in log(1 + x) coordinates, float64 L-BFGS polishes of
+  each restart's best distinct end members, restarts until the best is reached twice; JSON results),
   :class:`FitResult`, :func:`parameters_at_bounds` (which fitted parameters sit on a bound).
 - Simulation: :func:`simulate`, :func:`simulate_like`, :func:`simulate_recalls`.
 - Analyses (psifr's definitions and columns): :func:`spc`, :func:`pnr`, :func:`lag_crp`,
@@ -68,6 +70,7 @@ from superpose.recall.parameters import (
     DEFAULT_FIXED,
     DEFAULT_FREE,
     FIT_BOUNDS,
+    LIMITS,
     PARAMETER_NAMES,
     CMRParameters,
     make_parameters,
@@ -84,7 +87,7 @@ from superpose.recall.samples import load_sample, psifr_available
 from superpose.recall.simulation import simulate, simulate_like, simulate_recalls
 
 __all__ = [
-    "BOUNDS", "CMRParameters", "DEFAULT_FIXED", "DEFAULT_FREE", "FIT_BOUNDS", "FitResult", "Network",
+    "BOUNDS", "CMRParameters", "DEFAULT_FIXED", "DEFAULT_FREE", "FIT_BOUNDS", "FitResult", "LIMITS", "Network",
     "PARAMETER_NAMES", "RecallDataset", "SubjectFit", "Transitions", "Trials", "category_clustering", "category_crp",
     "distance_crp", "distance_rank", "distances_by_item", "drift", "encode", "event_activations", "fit",
     "fit_subject", "from_events", "input_crp", "lag_crp", "lag_crp_compound", "lag_rank", "list_log_likelihoods",

@@ -20,6 +20,7 @@ from superpose.recall.fitting import AT_BOUND_FRACTION, DEFAULT_AGREE, fit, nll6
 from superpose.recall.likelihood import event_activations, prepare
 from superpose.recall.parameters import DEFAULT_FIXED, DEFAULT_FREE, make_parameters
 from superpose.recall.samples import SAMPLES, load_sample
+from superpose.recall.search import search_box
 from superpose.recall.simulation import simulate, simulate_like
 from superpose.runner import ExperimentConfig, RunContext, experiment, param
 from superpose.runner.files import write_text
@@ -126,30 +127,54 @@ class FitConfig(ExperimentConfig):
 
     dataset: str = param("Morton2013", "psifr sample data set", choices=tuple(SAMPLES))
     subjects: str = param("all", "'all', 'first:N' (the N lowest ids) or comma-separated subject ids, e.g. 1,2")
-    restarts: int = param(3, "differential-evolution restarts per subject", low=1, high=64)
+    restarts: int = param(2, "the fewest DE restarts per subject (exactly this many when confirm is 0)", low=1,
+                          high=64)
     popsize: int = param(15, "DE population per free parameter", low=4, high=200)
     tol: float = param(1e-2, "DE relative tolerance (the gradient polish finishes the fit)", low=1e-8, high=1.0)
-    polish_steps: int = param(200, "L-BFGS iterations of the float64 gradient polish (0 = none)", low=0)
+    polish_steps: int = param(200, "L-BFGS iterations per round of the float64 gradient polish (0 = none)", low=0)
     sim_repeats: int = param(10, "simulated copies of every list for the model curves", low=1, high=1000)
-    confirm: float = param(0.0, "nats: > 0 polishes every restart and runs more (up to max_restarts) until "
-                                f"{DEFAULT_AGREE} end within this of the best; 0 = a fixed number of restarts",
+    confirm: float = param(0.1, "nats: restarts go on (up to max_restarts) until "
+                                f"{DEFAULT_AGREE} end within this of the best; 0 = exactly `restarts` restarts",
                            low=0.0, high=100.0)
     max_restarts: int = param(12, "the most restarts per subject when confirm > 0", low=2, high=256)
+    bounds: str = param("", "search bounds to widen or narrow, e.g. 'choice_sensitivity=0:1000,item_support=0:500' "
+                            "(default: jaxcmr's)")
 
     def check(self) -> None:
         _parse_subjects(self.subjects)
+        parse_bounds(self.bounds)
         if self.confirm > 0 and self.max_restarts < self.restarts:
             raise ValueError(f"max_restarts ({self.max_restarts}) must be >= restarts ({self.restarts})")
 
 
-@experiment("recall-fit", FitConfig, quick={"subjects": "first:2", "restarts": 1, "sim_repeats": 4})
+def parse_bounds(text: str) -> dict[str, tuple[float, float]]:
+    """``'name=low:high,...'`` as ``{name: (low, high)}`` (checked against the model by ``fit``)."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, pair = part.partition("=")
+        low, colon, high = pair.partition(":")
+        try:
+            if not colon:
+                raise ValueError
+            out[name.strip()] = (float(low), float(high))
+        except ValueError:
+            raise ValueError(f"bounds must read 'name=low:high' separated by commas, got {part!r}") from None
+    unknown = sorted(set(out) - set(DEFAULT_FREE))
+    if unknown:
+        raise ValueError(f"bounds name {unknown}, which are not free in recall-fit; free: {list(DEFAULT_FREE)}")
+    search_box(DEFAULT_FREE, out)  # finite, ordered, inside the model's limits
+    return out
+
+
+@experiment("recall-fit", FitConfig, quick={"subjects": "first:2", "restarts": 1, "confirm": 0.0, "sim_repeats": 4})
 def recall_fit(config: FitConfig, run: RunContext) -> None:
     """Fit CMR to Morton2013 (or peers_notask) per subject; data against simulated model."""
     dataset = _chosen_subjects(load_sample(config.dataset), config.subjects)
     subjects = tuple(int(s) for s in dataset.subjects)
-    confirming = {"confirm": config.confirm, "max_restarts": config.max_restarts} if config.confirm > 0 else {}
-    result = fit(dataset, subjects, restarts=config.restarts, popsize=config.popsize, tol=config.tol,
-                 seed=config.seed, polish_steps=config.polish_steps, **confirming,
+    confirming = config.confirm > 0
+    result = fit(dataset, subjects, bounds=parse_bounds(config.bounds), restarts=config.restarts,
+                 popsize=config.popsize, tol=config.tol, seed=config.seed, polish_steps=config.polish_steps,
+                 confirm=config.confirm if confirming else None, max_restarts=max(config.max_restarts, config.restarts),
                  show_progress=run.progress is not None, results_path=run.out / "fits.json")
     table = result.table()
     write_text(run.out / "fits.csv", table.to_csv(index=False))
@@ -163,6 +188,7 @@ def recall_fit(config: FitConfig, run: RunContext) -> None:
         nll_by_subject={int(s): float(v) for s, v in zip(table["subject"], table["nll"])},
         mean_seconds_per_subject=float(table["seconds"].mean()),
         mean_de_spread_before_polish_nll=float(np.mean(spreads)),  # not the agreement of polished fits
+        mean_final_spread_nll=float(np.mean([max(f.final_nlls) - min(f.final_nlls) for f in result.fits])),
         polished_fraction=float(np.mean([f.polished for f in result.fits])),
         nonfinite_evaluations=result.nonfinite_evaluations,  # likelihoods scored as 1e12 (inf/NaN regions)
         parameters_at_bounds_by_subject={f.subject: result.at_bounds(f.subject) for f in result.fits},
@@ -177,13 +203,14 @@ def recall_fit(config: FitConfig, run: RunContext) -> None:
         )
     restarts = (f"at least {config.restarts} differential-evolution restarts each" if confirming else
                 f"{config.restarts} differential-evolution restarts each")
-    spread = ("" if confirming else
-              f" Before the polish, the restarts' DE end points spread over {np.mean(spreads):.1f} nats on average "
-              f"(DE at tol {config.tol:g} stops while its population still spreads; only the best is polished, so "
-              "this is not how well finished fits agree).")
+    finals = [max(f.final_nlls) - min(f.final_nlls) for f in result.fits]
+    spread = (f" Before the polish, the restarts' DE end points spread over {np.mean(spreads):.1f} nats on average "
+              f"(DE at tol {config.tol:g} stops while its population still spreads); after it, the restarts' final "
+              f"NLLs spread over {np.mean(finals):.2f} nats (different basins, not rounding).")
     run.note(f"Fitted {len(subjects)} subjects of {config.dataset} with {restarts} (population "
-             f"{config.popsize}×{len(result.free)}, tol {config.tol:g}) and a float64 L-BFGS polish kept where it "
-             f"helps ({100 * np.mean([f.polished for f in result.fits]):.0f}% of subjects' best fits). Total NLL "
+             f"{config.popsize}×{len(result.free)}, tol {config.tol:g}), each polished in float64 by L-BFGS from "
+             f"{result.settings['polish_starts']} distinct DE end members (the polish improved "
+             f"{100 * np.mean([f.polished for f in result.fits]):.0f}% of subjects' best fits). Total NLL "
              f"{table['nll'].sum():.1f}.{spread} Per-subject parameters are in fits.csv and fits.json.")
     bounded = {f.subject: result.at_bounds(f.subject) for f in result.fits}
     bounded = {s: b for s, b in bounded.items() if b}

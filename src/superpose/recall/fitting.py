@@ -1,11 +1,12 @@
-"""Maximum-likelihood fits of CMR: vectorised differential evolution, then a gradient polish.
+"""Maximum-likelihood fits of CMR, with a certificate: restarts until the best is reached twice.
 
-Per subject and restart, scipy's ``differential_evolution(vectorized=True)`` hands the whole
-population to one jitted call of :func:`population_nll` (float32); restarts run in threads.
-The best set is then polished with L-BFGS on ``jax.grad`` of the float64 likelihood, with the
-free parameters mapped to the real line by a logit transform of their bounds; the polish is
-kept only where it lowers the negative log-likelihood. Subjects are padded to one shape, so the
-likelihood compiles once per fit, not once per subject.
+Per subject, each restart is a differential-evolution run (scipy, ``vectorized=True``: a whole
+generation is one jitted float32 call of :func:`population_nll`) in the search coordinates of
+:mod:`superpose.recall.search`, whose best few distinct end members are polished by L-BFGS on
+``jax.grad`` of the float64 likelihood. Restarts run in threads, two at a time on two cores, and
+go on until ``agree`` (2) of them end within ``confirm`` (0.1) nats of the best, or a budget of
+restarts or seconds is reached; each fit says which (``status``). Subjects are padded to a few
+shapes, so the likelihood compiles a few times per fit, not once per subject.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ import importlib.metadata
 import json
 import os
 import platform
-import threading
 import time
-from functools import partial
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -24,32 +23,32 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from scipy.optimize import differential_evolution, minimize
 
-from superpose.numerics import float64_enabled
 from superpose.recall.data import RecallDataset
-from superpose.recall.likelihood import (
-    Trials,
-    _total_nll,
-    jit,
-    negative_log_likelihood,
-    prepare,
-    score_population,
-)
+from superpose.recall.likelihood import Trials, prepare
 from superpose.recall.parameters import (
     BOUNDS,
     DEFAULT_FIXED,
     DEFAULT_FREE,
-    FIT_BOUNDS,
+    LIMITS,
     PARAMETER_NAMES,
     CMRParameters,
-    from_unbounded,
-    to_unbounded,
     make_parameters,
 )
+from superpose.recall.search import (
+    NONFINITE_SCORE,
+    compile_population,
+    de_restart,
+    nll64 as _nll64,
+    polish as _polish_rounds,
+    search_box,
+    warm_polish,
+)
 from superpose.runner.files import write_json
+
+__all__ = ["AT_BOUND_FRACTION", "DEFAULT_AGREE", "DEFAULT_CONFIRM", "FitResult", "NONFINITE_SCORE", "SubjectFit",
+           "fit", "fit_subject", "nll64", "parameters_at_bounds", "polish"]
 
 
 #: a free parameter within this fraction of its range from a bound counts as on that bound
@@ -57,15 +56,18 @@ AT_BOUND_FRACTION = 1e-3
 
 
 def parameters_at_bounds(parameters: Mapping[str, float], free: Sequence[str], *,
-                         fraction: float = AT_BOUND_FRACTION) -> dict[str, str]:
-    """``{name: "low" | "high"}`` for each free parameter within ``fraction`` of its range (BOUNDS) of a bound.
+                         fraction: float = AT_BOUND_FRACTION,
+                         bounds: Mapping[str, Sequence[float]] | None = None) -> dict[str, str]:
+    """``{name: "low" | "high"}`` for each free parameter within ``fraction`` of its range of a bound.
 
-    A fitted parameter on a bound is not an interior optimum: the likelihood would go on improving
-    beyond it (or the parameter is not identified there). Raises ValueError for an unknown or missing
-    name, a non-finite value, or ``fraction`` outside (0, 0.5).
+    The bounds are the fit's search box: :data:`BOUNDS` (jaxcmr's), with ``bounds`` overriding some
+    (as ``fit(..., bounds=...)`` does). A fitted parameter on a bound is not an interior optimum: the
+    likelihood would go on improving beyond it (or the parameter is not identified there). Raises
+    ValueError for an unknown or missing name, a non-finite value, or ``fraction`` outside (0, 0.5).
     """
     if not (isinstance(fraction, (int, float)) and 0 < fraction < 0.5):
         raise ValueError(f"fraction must be in (0, 0.5), got {fraction!r}")
+    box = {**BOUNDS, **{k: tuple(float(x) for x in v) for k, v in (bounds or {}).items()}}
     out = {}
     for name in free:
         if name not in BOUNDS:
@@ -75,7 +77,7 @@ def parameters_at_bounds(parameters: Mapping[str, float], free: Sequence[str], *
         value = float(parameters[name])
         if not np.isfinite(value):
             raise ValueError(f"{name} = {value!r} is not finite")
-        low, high = BOUNDS[name]
+        low, high = box[name]
         margin = fraction * (high - low)
         if value <= low + margin:
             out[name] = "low"
@@ -91,7 +93,7 @@ class SubjectFit:
     subject: int
     parameters: dict[str, float]
     nll: float
-    restart_nlls: list[float]
+    restart_nlls: list[float]  # each restart's DE end point (float64 NLL), before its polish
     evaluations: int  # parameter sets scored (all restarts) plus polish iterations
     wall_seconds: float
     polished: bool
@@ -100,9 +102,9 @@ class SubjectFit:
     n_events: int
     nonfinite_evaluations: int = 0  # likelihoods that were inf (or NaN outside the box), scored as 1e12
     data_fingerprint: str = ""  # RecallDataset.fingerprint() of the subject's data ("" if unknown)
-    final_nlls: list[float] = field(default_factory=list)  # each restart's NLL after its own polish (confirm mode)
-    restarts_at_best: int = 0  # restarts whose final NLL is within `confirm` nats of the best (confirm mode)
-    status: str = ""  # how the restarts ended: confirmed, or which budget was reached
+    final_nlls: list[float] = field(default_factory=list)  # each restart's NLL after its own polish
+    restarts_at_best: int = 0  # restarts whose final NLL is within `confirm` nats (0.1 if None) of the best
+    status: str = ""  # how the restarts ended: confirmed, which budget was reached, or no confirmation
 
 
 @dataclass
@@ -136,7 +138,7 @@ class FitResult:
         """The subject's free parameters on a bound (:func:`parameters_at_bounds`): ``{name: "low" | "high"}``."""
         for f in self.fits:
             if f.subject == subject:
-                return parameters_at_bounds(f.parameters, self.free)
+                return parameters_at_bounds(f.parameters, self.free, bounds=self.settings.get("bounds"))
         raise ValueError(f"subject {subject} was not fitted; fitted: {[f.subject for f in self.fits]}")
 
     def parameters(self, subject: int) -> CMRParameters:
@@ -191,234 +193,50 @@ def _check_free_fixed(free: Sequence[str], fixed: Mapping[str, float]) -> tuple[
     if not free:
         raise ValueError("at least one parameter must be free")
     for name, value in fixed.items():
-        low, high = BOUNDS[name]
+        low, high = LIMITS[name]
         if not low <= value <= high:
-            raise ValueError(f"fixed {name} = {value:g} is outside its bounds [{low:g}, {high:g}]")
+            raise ValueError(f"fixed {name} = {value:g} is outside its limits [{low:g}, {high:g}]")
     return free, fixed
 
 
-DEFAULT_AGREE = 3
-"""Confirmed fits (``confirm=``): restarts that must end near the best. With 2, two restarts agreed on a
-poor basin of a peers_notask subject (docs/recall.md)."""
-
-NONFINITE_SCORE = 1e12
-"""What an infinite likelihood (a region the model cannot explain) is scored as during a fit."""
-
-
-def _screen_nonfinite(nll: np.ndarray, x: np.ndarray, free: Sequence[str]) -> tuple[np.ndarray, int]:
-    """Scores non-finite NLLs ``(P,)`` as :data:`NONFINITE_SCORE` and counts them.
-
-    ``x`` ``(len(free), P)`` holds the free values exactly as scored (the fixed ones were checked
-    against their bounds already). A NaN where every free value is finite and inside ``FIT_BOUNDS``
-    is a defect of the likelihood, not a bad region: it raises ``RuntimeError`` rather than steer
-    the search away silently.
-    """
-    nll = np.asarray(nll, np.float64)
-    bad = ~np.isfinite(nll)
-    if not bad.any():
-        return nll, 0
-    values = np.asarray(x, np.float64).reshape(len(free), -1)  # compared in float64, never rounded
-    bounds = np.array([FIT_BOUNDS[n] for n in free], np.float64)
-    valid = np.all(np.isfinite(values) & (values >= bounds[:, :1]) & (values <= bounds[:, 1:]), axis=0)
-    nan_at_valid = np.flatnonzero(np.isnan(nll) & valid)
-    if nan_at_valid.size:
-        at = {n: float(v) for n, v in zip(free, values[:, nan_at_valid[0]])}
-        raise RuntimeError(f"the likelihood is NaN at valid parameters {at} (finite, inside the fit bounds): "
-                           "this is a defect in the likelihood, not a bad region; please report it")
-    return np.where(bad, NONFINITE_SCORE, nll), int(bad.sum())
-
-
-@partial(jit, static_argnames=("free", "n_items"))
-def _value_and_grad64(z: jax.Array, fixed_values: jax.Array, lows: jax.Array, highs: jax.Array, trials: Trials,
-                      free: tuple[str, ...], n_items: int) -> tuple[jax.Array, jax.Array]:
-    """NLL and its gradient in the logit coordinates of the free parameters (float64 inputs)."""
-    names = tuple(n for n in PARAMETER_NAMES if n not in free)
-
-    def objective(z: jax.Array) -> jax.Array:
-        values = from_unbounded(z, lows, highs)
-        params = {n: values[i] for i, n in enumerate(free)} | {n: fixed_values[i] for i, n in enumerate(names)}
-        return _total_nll(CMRParameters(**params), trials, n_items)
-
-    return jax.value_and_grad(objective)(z)
-
-
-def _objective64(trials: Trials, free: tuple[str, ...], fixed: Mapping[str, float]) -> tuple[Any, Any, Any]:
-    """(value-and-gradient function of logit coordinates, to-logit map, from-logit map), float64."""
-    bounds = np.array([FIT_BOUNDS[n] for n in free], np.float64)
-    names = tuple(n for n in PARAMETER_NAMES if n not in free)
-    fixed_values = np.array([fixed[n] for n in names], np.float64)
-
-    def value_and_grad(z: np.ndarray) -> tuple[float, np.ndarray]:
-        with float64_enabled():
-            value, grad = _value_and_grad64(jnp.asarray(z, jnp.float64), jnp.asarray(fixed_values),
-                                            jnp.asarray(bounds[:, 0]), jnp.asarray(bounds[:, 1]), trials,
-                                            free, trials.n_items)
-            return float(value), np.asarray(grad, np.float64)
-
-    lows, highs = bounds[:, 0], bounds[:, 1]
-    margin = 1e-12 * (highs - lows)  # a start on a bound maps to a large but finite logit
-
-    def to_z(x: np.ndarray) -> np.ndarray:
-        with float64_enabled():
-            return np.asarray(to_unbounded(jnp.asarray(np.clip(x, lows + margin, highs - margin)), lows, highs))
-
-    def from_z(z: np.ndarray) -> np.ndarray:
-        with float64_enabled():
-            return np.asarray(from_unbounded(jnp.asarray(z), lows, highs))
-
-    return value_and_grad, to_z, from_z
-
-
 def polish(trials: Trials, start: Mapping[str, float], free: Sequence[str], fixed: Mapping[str, float],
-           steps: int = 200, tolerance: float = 1e-7) -> tuple[dict[str, float], float, int]:
-    """L-BFGS on the float64 NLL and its ``jax.grad``, over logit-transformed free parameters.
+           steps: int = 200, *, bounds: Mapping[str, Sequence[float]] | None = None
+           ) -> tuple[dict[str, float], float, int]:
+    """The float64 polish of a fit: L-BFGS rounds on ``jax.grad`` of the NLL over logit coordinates of
+    the search box, until a round gains < 10⁻⁴ nats; never returns a worse set than ``start``.
 
-    scipy's L-BFGS drives the iterations (its line search runs in Python), so the only compiled
-    function is the likelihood's value and gradient, shared by every subject of one shape.
-    Returns ``(parameters, nll, evaluations)``. Raises ``RuntimeError`` if the likelihood is NaN
-    at valid parameters.
+    Returns ``(parameters, nll, evaluations)``. Raises ``RuntimeError`` if the likelihood is NaN at
+    valid parameters.
     """
-    return _polish(trials, start, free, fixed, steps, tolerance)[:3]
-
-
-def _polish(trials: Trials, start: Mapping[str, float], free: Sequence[str], fixed: Mapping[str, float],
-            steps: int, tolerance: float = 1e-7) -> tuple[dict[str, float], float, int, int]:
-    """:func:`polish`, also returning the number of non-finite evaluations scored as 1e12."""
     free, fixed = _check_free_fixed(free, fixed)
-    value_and_grad, to_z, from_z = _objective64(trials, free, fixed)
-    z0 = to_z(np.array([start[n] for n in free], np.float64))
-    nonfinite = [0]
-
-    def safe(z: np.ndarray) -> tuple[float, np.ndarray]:
-        value, grad = value_and_grad(z)
-        if np.isfinite(value) and np.all(np.isfinite(grad)):
-            return value, grad
-        if not np.isfinite(value):  # raises on NaN at valid parameters
-            _screen_nonfinite(np.array([value]), from_z(z)[:, None], free)
-        nonfinite[0] += 1
-        return NONFINITE_SCORE, np.zeros_like(z)
-
-    result = minimize(safe, z0, jac=True, method="L-BFGS-B",
-                      options={"maxiter": steps, "ftol": tolerance * 1e-3, "gtol": tolerance})
-    out = {n: float(v) for n, v in zip(free, from_z(result.x))} | dict(fixed)
-    return out, float(result.fun), int(result.nfev), nonfinite[0]
+    parameters, nll, evaluations, _ = _polish_rounds(trials, start, free, fixed, search_box(free, bounds), steps)
+    return parameters, nll, evaluations
 
 
 def nll64(trials: Trials, parameters: Mapping[str, float], free: Sequence[str] = DEFAULT_FREE,
-          fixed: Mapping[str, float] | None = None) -> float:
-    """The NLL of one parameter set in float64 (the number every fit reports)."""
-    make_parameters(dict(parameters))
+          fixed: Mapping[str, float] | None = None, *, bounds: Mapping[str, Sequence[float]] | None = None) -> float:
+    """The NLL of one parameter set in float64, in nats (the number every fit reports)."""
     free = tuple(free)
-    fixed = {n: float(parameters[n]) for n in PARAMETER_NAMES if n not in free} if fixed is None else fixed
-    value_and_grad, to_z, _ = _objective64(trials, free, fixed)
-    x = np.array([parameters[n] for n in free], np.float64)
-    bounds = np.array([FIT_BOUNDS[n] for n in free])
-    if np.any(x < bounds[:, 0]) or np.any(x > bounds[:, 1]):  # outside the search box: score directly
-        with float64_enabled():
-            params = make_parameters({k: np.float64(v) for k, v in parameters.items()})
-            return float(negative_log_likelihood(params, Trials(*trials)))
-    return value_and_grad(to_z(x))[0]
+    fixed = {n: float(parameters[n]) for n in PARAMETER_NAMES if n not in free} if fixed is None else dict(fixed)
+    return _nll64(trials, parameters, free, fixed, search_box(free, bounds))
 
 
-def fit_subject(trials: Trials, *, free: Sequence[str] = DEFAULT_FREE,
-                fixed: Mapping[str, float] = DEFAULT_FIXED, restarts: int = 3, popsize: int = 15,
-                tol: float = 1e-2, maxiter: int = 1000, seed: int = 0, polish_steps: int = 200,
-                subject: int = 0, workers: int | None = None, confirm: float | None = None,
-                agree: int = DEFAULT_AGREE, max_restarts: int = 12, max_seconds: float | None = None) -> SubjectFit:
-    """Fits one subject's :class:`Trials` (see :func:`fit` for the arguments)."""
-    free, fixed = _check_free_fixed(free, fixed)
+DEFAULT_CONFIRM = 0.1
+"""Nats: restarts whose polished NLL is within this of the best count as reaching it."""
+DEFAULT_AGREE = 2
+"""Restarts that must reach the best before a fit stops (the certificate of :func:`fit`)."""
+DEFAULT_CANDIDATES = 3
+"""Distinct members of each DE restart's final population that are polished (the best one is kept)."""
+
+
+def _check_budget(confirm: float | None, agree: int, restarts: int, max_restarts: int,
+                  max_seconds: float | None, candidates: int) -> None:
     if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
         raise ValueError(f"restarts must be an integer >= 1, got {restarts!r}")
-    if confirm is not None:
-        return _confirmed_fit(trials, free, fixed, restarts=restarts, popsize=popsize, tol=tol, maxiter=maxiter,
-                              seed=seed, polish_steps=polish_steps, subject=subject, workers=workers,
-                              confirm=confirm, agree=agree, max_restarts=max_restarts, max_seconds=max_seconds)
-    start = time.perf_counter()
-    warm = _warm_polish(trials, free, fixed) if polish_steps > 0 else None  # compiles while DE runs
-    _compile_population(trials, free, fixed, popsize)
-    # Restarts run in threads: XLA releases the GIL, so two populations are scored at once.
-    workers = min(restarts, os.cpu_count() or 1) if workers is None else workers
-    run = partial(_de_restart, trials, free, fixed, popsize=popsize, tol=tol, maxiter=maxiter, seed=seed)
-    if workers > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            runs = list(pool.map(run, range(restarts)))
-    else:
-        runs = [run(r) for r in range(restarts)]
-    results = [r[0] for r in runs]
-    evaluations, nonfinite_count = sum(r[1] for r in runs), sum(r[2] for r in runs)
-    if warm is not None:
-        warm.join()
-    restart_nlls = [nll64(trials, r, free, fixed) for r in results]
-    best = int(np.argmin(restart_nlls))
-    nll = restart_nlls[best]
-    parameters, polished_nll, steps, bad = _polish_if_better(trials, results[best], nll, free, fixed, polish_steps)
-    polished = polished_nll < nll
-    return SubjectFit(subject=subject, parameters={n: float(parameters[n]) for n in PARAMETER_NAMES},
-                      nll=polished_nll, restart_nlls=restart_nlls, evaluations=evaluations + steps,
-                      wall_seconds=time.perf_counter() - start, polished=polished, polish_gain=nll - polished_nll,
-                      n_lists=int(trials.targets.shape[0]), n_events=trials.n_events,
-                      nonfinite_evaluations=nonfinite_count + bad,
-                      status=f"{restarts} restarts, the best " + ("polished" if polished else "as DE left it"))
-
-
-def _polish_if_better(trials: Trials, parameters: dict[str, float], nll: float, free: tuple[str, ...],
-                      fixed: dict[str, float], steps: int) -> tuple[dict[str, float], float, int, int]:
-    """The float64 polish of ``parameters`` (NLL ``nll``), kept only where it lowers the NLL:
-    (parameters, NLL, polish evaluations, non-finite ones)."""
-    if steps == 0:
-        return parameters, nll, 0, 0
-    candidate, _, evaluations, bad = _polish(trials, parameters, free, fixed, steps=steps)
-    candidate_nll = nll64(trials, candidate, free, fixed)
-    if np.isfinite(candidate_nll) and candidate_nll < nll:
-        return candidate, candidate_nll, evaluations, bad
-    return parameters, nll, evaluations, bad
-
-
-def _warm_polish(trials: Trials, free: tuple[str, ...], fixed: dict[str, float]) -> threading.Thread:
-    """Compiles the float64 value and gradient in a thread (joined before the polish)."""
-    value_and_grad, to_z, _ = _objective64(trials, free, fixed)
-    middle = np.array([sum(FIT_BOUNDS[n]) / 2 for n in free])
-    warm = threading.Thread(target=lambda: value_and_grad(to_z(middle)), daemon=True)
-    warm.start()
-    return warm
-
-
-def _compile_population(trials: Trials, free: tuple[str, ...], fixed: dict[str, float], popsize: int) -> None:
-    """Compiles the population function once, before several restarts' threads all ask for it."""
-    size = popsize * len(free)
-    middle = {n: np.full(size, sum(FIT_BOUNDS[n]) / 2, np.float32) for n in free}
-    score_population(CMRParameters(**middle, **{n: np.full(size, v, np.float32) for n, v in fixed.items()}),
-                     trials).block_until_ready()
-
-
-def _de_restart(trials: Trials, free: tuple[str, ...], fixed: dict[str, float], restart: int, *, popsize: int,
-                tol: float, maxiter: int, seed: int) -> tuple[dict[str, float], int, int]:
-    """One differential-evolution run (seeded ``seed·1000 + restart``): (parameters, sets scored, non-finite)."""
-    counts = [0, 0]
-
-    def objective(x: np.ndarray) -> np.ndarray:
-        # DE keeps x inside FIT_BOUNDS, so the sets are valid by construction: they go straight
-        # to the jitted likelihood as NumPy arrays (no per-generation eager JAX work).
-        counts[0] += x.shape[1]
-        x32 = np.asarray(x, np.float32)
-        values = dict(zip(free, x32))
-        values.update({n: np.full(x.shape[1], v, np.float32) for n, v in fixed.items()})
-        nll = np.asarray(score_population(CMRParameters(**values), trials), np.float64)
-        # float32 may round a value onto a closed bound (outside the open box), where NaN can occur
-        nll, bad = _screen_nonfinite(nll, x32, free)
-        counts[1] += bad
-        return nll
-
-    res = differential_evolution(objective, [FIT_BOUNDS[n] for n in free], vectorized=True, updating="deferred",
-                                 popsize=popsize, tol=tol, maxiter=maxiter, polish=False, seed=seed * 1000 + restart)
-    return {n: float(v) for n, v in zip(free, res.x)} | fixed, counts[0], counts[1]
-
-
-def _confirmed_fit(trials: Trials, free: tuple[str, ...], fixed: dict[str, float], *, restarts: int, popsize: int,
-                   tol: float, maxiter: int, seed: int, polish_steps: int, subject: int, workers: int | None,
-                   confirm: float, agree: int, max_restarts: int, max_seconds: float | None) -> SubjectFit:
-    """Restarts (DE, then each one's own float64 polish) until ``agree`` of them end within ``confirm`` nats
-    of the best, after at least ``restarts`` of them; or until ``max_restarts`` or ``max_seconds``."""
+    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
+        raise ValueError(f"polish_starts must be an integer >= 1, got {candidates!r}")
+    if confirm is None:
+        return
     if not (isinstance(confirm, (int, float)) and np.isfinite(confirm) and confirm > 0):
         raise ValueError(f"confirm must be a number of nats > 0 (or None to run a fixed number of restarts), "
                          f"got {confirm!r}")
@@ -429,32 +247,61 @@ def _confirmed_fit(trials: Trials, free: tuple[str, ...], fixed: dict[str, float
                          f"got {max_restarts!r}")
     if max_seconds is not None and not (np.isfinite(max_seconds) and max_seconds > 0):
         raise ValueError(f"max_seconds must be > 0 or None, got {max_seconds!r}")
+
+
+def fit_subject(trials: Trials, *, free: Sequence[str] = DEFAULT_FREE, fixed: Mapping[str, float] = DEFAULT_FIXED,
+                bounds: Mapping[str, Sequence[float]] | None = None, restarts: int = 2, popsize: int = 15,
+                tol: float = 1e-2, maxiter: int = 1000, seed: int = 0, polish_steps: int = 200,
+                polish_starts: int = DEFAULT_CANDIDATES, subject: int = 0, workers: int | None = None,
+                confirm: float | None = DEFAULT_CONFIRM, agree: int = DEFAULT_AGREE, max_restarts: int = 12,
+                max_seconds: float | None = None) -> SubjectFit:
+    """Fits one subject's :class:`Trials` (see :func:`fit` for the arguments).
+
+    Every restart is a DE run whose ``polish_starts`` best distinct end members are polished in
+    float64, the best kept. With ``confirm`` set, restarts go on (``workers`` at a time, at least
+    ``restarts``) until ``agree`` of them end within ``confirm`` nats of the best, or a budget is
+    reached; with ``confirm=None`` exactly ``restarts`` run.
+    """
+    free, fixed = _check_free_fixed(free, fixed)
+    box = search_box(free, bounds)
+    _check_budget(confirm, agree, restarts, max_restarts, max_seconds, polish_starts)
+    counted = DEFAULT_CONFIRM if confirm is None else confirm
+    limit = restarts if confirm is None else max_restarts
     start = time.perf_counter()
-    warm = _warm_polish(trials, free, fixed) if polish_steps > 0 else None
-    _compile_population(trials, free, fixed, popsize)
-    workers = max(1, min(max_restarts, os.cpu_count() or 1) if workers is None else workers)
+    warm = warm_polish(trials, free, fixed, box) if polish_steps > 0 else None  # compiles while DE runs
+    compile_population(trials, free, fixed, box, popsize)
+    # Restarts run in threads: XLA releases the GIL, so two populations are scored at once.
+    workers = max(1, min(limit, os.cpu_count() or 1) if workers is None else workers)
 
     def one(restart: int) -> tuple[dict[str, float], float, float, int, int, bool]:
-        found, scored, bad = _de_restart(trials, free, fixed, restart, popsize=popsize, tol=tol, maxiter=maxiter,
-                                         seed=seed)
-        de_nll = nll64(trials, found, free, fixed)
+        found, scored, bad = de_restart(trials, free, fixed, box, restart, popsize=popsize, tol=tol, maxiter=maxiter,
+                                        seed=seed, candidates=polish_starts)
+        de_nll = _nll64(trials, found[0], free, fixed, box)
         if warm is not None:
             warm.join()
-        final_params, final, steps, more_bad = _polish_if_better(trials, found, de_nll, free, fixed, polish_steps)
-        return final_params, de_nll, final, scored + steps, bad + more_bad, final < de_nll
+        best, best_nll = found[0], de_nll
+        for candidate in found if polish_steps > 0 else []:
+            polished, value, steps, more_bad = _polish_rounds(trials, candidate, free, fixed, box, polish_steps)
+            scored, bad = scored + steps, bad + more_bad
+            if value < best_nll:
+                best, best_nll = polished, value
+        return best, de_nll, best_nll, scored, bad, best_nll < de_nll
 
     runs: list[tuple] = []
-    status = ""
     with ThreadPoolExecutor(max_workers=workers) as pool:
         while True:
-            batch = min(workers, max_restarts - len(runs)) if len(runs) >= restarts else restarts - len(runs)
+            batch = min(workers, limit - len(runs)) if len(runs) >= restarts else restarts - len(runs)
             runs += list(pool.map(one, range(len(runs), len(runs) + batch)))
             finals = np.array([r[2] for r in runs])
-            at_best = int(np.sum(finals <= finals.min() + confirm))
-            if at_best >= agree:
-                status = f"confirmed: {at_best} of {len(runs)} restarts within {confirm:g} nats of the best"
+            at_best = int(np.sum(finals <= finals.min() + counted))
+            reached = f"{at_best} of {len(runs)} restarts within {counted:g} nats of the best"
+            if confirm is None:
+                status = f"{restarts} restarts (no confirmation): {reached}"
                 break
-            reached = f"{at_best} of {len(runs)} restarts within {confirm:g} nats of the best, {agree} needed"
+            if at_best >= agree:
+                status = f"confirmed: {reached}"
+                break
+            reached += f", {agree} needed"
             if len(runs) >= max_restarts:
                 status = f"restart budget reached ({max_restarts}): {reached}"
                 break
@@ -462,41 +309,45 @@ def _confirmed_fit(trials: Trials, free: tuple[str, ...], fixed: dict[str, float
                 status = f"time budget reached ({max_seconds:g} s): {reached}"
                 break
     best = int(np.argmin([r[2] for r in runs]))
-    parameters, _, nll, _, _, polished = runs[best]
+    parameters, de_nll, nll, _, _, polished = runs[best]
     return SubjectFit(subject=subject, parameters={n: float(parameters[n]) for n in PARAMETER_NAMES}, nll=float(nll),
                       restart_nlls=[float(r[1]) for r in runs], evaluations=sum(r[3] for r in runs),
                       wall_seconds=time.perf_counter() - start, polished=polished,
-                      polish_gain=float(runs[best][1] - nll), n_lists=int(trials.targets.shape[0]),
+                      polish_gain=float(de_nll - nll), n_lists=int(trials.targets.shape[0]),
                       n_events=trials.n_events, nonfinite_evaluations=sum(r[4] for r in runs),
                       final_nlls=[float(r[2]) for r in runs], restarts_at_best=at_best, status=status)
 
 
 def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: Sequence[str] = DEFAULT_FREE,
-        fixed: Mapping[str, float] = DEFAULT_FIXED, restarts: int = 3, popsize: int = 15, tol: float = 1e-2,
-        maxiter: int = 1000, seed: int = 0, polish_steps: int = 200, workers: int | None = None,
-        confirm: float | None = None, agree: int = DEFAULT_AGREE, max_restarts: int = 12, max_seconds: float | None = None,
-        progress: Callable[[int, int, SubjectFit], None] | None = None, show_progress: bool = False,
-        results_path: str | Path | None = None) -> FitResult:
-    """Fits CMR to each subject by maximum likelihood.
+        fixed: Mapping[str, float] = DEFAULT_FIXED, bounds: Mapping[str, Sequence[float]] | None = None,
+        restarts: int = 2, popsize: int = 15, tol: float = 1e-2, maxiter: int = 1000, seed: int = 0,
+        polish_steps: int = 200, polish_starts: int = DEFAULT_CANDIDATES, workers: int | None = None,
+        confirm: float | None = DEFAULT_CONFIRM, agree: int = DEFAULT_AGREE, max_restarts: int = 12,
+        max_seconds: float | None = None, progress: Callable[[int, int, SubjectFit], None] | None = None,
+        show_progress: bool = False, results_path: str | Path | None = None) -> FitResult:
+    """Fits CMR to each subject by maximum likelihood, restarting until the best fit is found twice.
 
     Args:
         dataset: the recall data.
         subjects: subject ids to fit (default: all).
         free: names of the free parameters (default: the 11 of jaxcmr's fits).
         fixed: values of the others (default ``mcf_learning_rate = 1``).
-        restarts: independent differential-evolution runs per subject; the best is polished.
-        popsize, tol, maxiter: scipy's settings; a population is ``popsize · len(free)`` sets,
-            scored in one jitted call. DE only has to find the basin: at ``tol = 1e-2`` followed
-            by the gradient polish, Morton2013 fits reach the NLL of ``tol = 1e-3`` runs in a third
-            of the time (docs/recall.md has the measurements).
+        bounds: ``{name: (low, high)}`` overriding the search box of some free parameters (default:
+            jaxcmr's :data:`BOUNDS`), within the model's :data:`LIMITS`; e.g. ``{"choice_sensitivity":
+            (0, 1000)}`` when τ sits on its bound of 100.
+        restarts: the fewest restarts per subject (with ``confirm=None``: exactly this many).
+        popsize, tol, maxiter: scipy's DE settings; a population is ``popsize · len(free)`` sets,
+            scored in one jitted call. DE only has to find the basin; the polish does the rest.
         seed: seeds restart r of a run as ``seed·1000 + r`` (the same seed gives the same fit).
-        workers: threads that run restarts at once (default: one per core, at most ``restarts``).
-        polish_steps: L-BFGS iterations of the float64 gradient polish (0 = none).
-        confirm: None runs ``restarts`` restarts and polishes the best. A number of nats turns on
-            confirmation: every restart is polished on its own, and restarts go on (``workers`` at a
-            time, at least ``restarts`` of them) until ``agree`` end within ``confirm`` nats of the best, or
-            ``max_restarts`` have run, or ``max_seconds`` have passed. Each fit's ``status`` says which,
-            ``final_nlls`` holds every restart's polished NLL and ``restarts_at_best`` how many agree.
+        polish_steps: L-BFGS iterations per polish round (0 = no polish).
+        polish_starts: distinct members of each restart's final DE population that are polished.
+        workers: threads that run restarts at once (default: one per core).
+        confirm, agree, max_restarts, max_seconds: the certificate. Restarts go on (``workers`` at a
+            time, at least ``restarts``) until ``agree`` of them end within ``confirm`` nats of the
+            best, or ``max_restarts`` have run, or ``max_seconds`` have passed; each fit's ``status``
+            says which, ``final_nlls`` holds every restart's polished NLL and ``restarts_at_best``
+            how many reached the best. ``confirm=None`` runs exactly ``restarts`` restarts.
+            Confirmation is evidence, not proof: a basin that no restart found can be better.
         progress: called as ``progress(done, total, fit)`` after each subject.
         show_progress: draw a rich progress bar.
         results_path: if given, the result JSON is rewritten after every subject, and subjects
@@ -515,10 +366,12 @@ def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: 
     missing = sorted(set(wanted) - set(dataset.subjects.tolist()))
     if missing:
         raise ValueError(f"subjects {missing} are not in the dataset; it has {dataset.subjects.tolist()}")
+    search_box(free, bounds)  # validates the overrides before any work
+    _check_budget(confirm, agree, restarts, max_restarts, max_seconds, polish_starts)
     settings = {"restarts": restarts, "popsize": popsize, "tol": tol, "maxiter": maxiter, "seed": seed,
-                "polish_steps": polish_steps}
-    if confirm is not None:  # only then: fits stored without confirmation keep their settings
-        settings.update(confirm=confirm, agree=agree, max_restarts=max_restarts, max_seconds=max_seconds)
+                "polish_steps": polish_steps, "polish_starts": polish_starts, "confirm": confirm, "agree": agree,
+                "max_restarts": max_restarts, "max_seconds": max_seconds,
+                "bounds": {n: [float(v) for v in pair] for n, pair in (bounds or {}).items()}}
     selections = {s: dataset.select(subjects=[s]) for s in wanted}
     fingerprints = {s: selection.fingerprint() for s, selection in selections.items()}
     done: dict[int, SubjectFit] = {}
@@ -549,10 +402,10 @@ def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: 
                 fit_ = done[subject]
             else:
                 trials = prepare(selections[subject], pad_to=padded[subject])
-                fit_ = fit_subject(trials, free=free, fixed=fixed, restarts=restarts, popsize=popsize, tol=tol,
-                                   maxiter=maxiter, seed=seed, polish_steps=polish_steps, subject=subject,
-                                   workers=workers, confirm=confirm, agree=agree, max_restarts=max_restarts,
-                                   max_seconds=max_seconds)
+                fit_ = fit_subject(trials, free=free, fixed=fixed, bounds=bounds, restarts=restarts, popsize=popsize,
+                                   tol=tol, maxiter=maxiter, seed=seed, polish_steps=polish_steps,
+                                   polish_starts=polish_starts, subject=subject, workers=workers, confirm=confirm,
+                                   agree=agree, max_restarts=max_restarts, max_seconds=max_seconds)
                 fit_.data_fingerprint = fingerprints[subject]
             result.fits.append(fit_)
             if results_path is not None:

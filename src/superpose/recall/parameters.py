@@ -3,7 +3,7 @@
 The names follow the parameterisation that jaxcmr and cymr share (Morton & Polyn 2016):
 
 ================================  =========  ==============================================
-field                             bounds     meaning
+field                             bounds     meaning (bounds: jaxcmr's, the default search box)
 ================================  =========  ==============================================
 ``encoding_drift_rate``           [0, 1]     β_enc, context drift at study
 ``start_drift_rate``              [0, 1]     β_start, drift back to the start-of-list unit
@@ -19,6 +19,8 @@ field                             bounds     meaning
 ``choice_sensitivity``            [0, 100]   τ, the exponent of the Luce choice rule
 ================================  =========  ==============================================
 
+The model itself accepts any value in :data:`LIMITS` (the upper bounds of 100 and 10 are the
+search box, not limits of the model), so a fit can widen the box (``fit(..., bounds=...)``).
 jaxcmr fixes γ_CF = 1 (its ``learning_rate`` is γ_FC); that is the default here too, so the
 standard fit frees the other 11 parameters.
 """
@@ -66,13 +68,23 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "stop_probability_growth": (0.0, 10.0),
     "choice_sensitivity": (0.0, 100.0),
 }
-"""Closed bounds every parameter set must lie in."""
+"""jaxcmr's bounds: the default search box of fits (``fit(..., bounds=...)`` widens it within :data:`LIMITS`)."""
+
+_INF = float("inf")
+LIMITS: dict[str, tuple[float, float]] = {
+    **{n: (0.0, 1.0) for n in ("encoding_drift_rate", "start_drift_rate", "recall_drift_rate", "mfc_learning_rate",
+                               "mcf_learning_rate", "stop_probability_scale")},
+    **{n: (0.0, _INF) for n in ("shared_support", "item_support", "primacy_scale", "primacy_decay",
+                                "stop_probability_growth", "choice_sensitivity")},
+}
+"""Closed limits every parameter set must lie in: the values the model is defined for (rates and
+probabilities in [0, 1], scales, decays and τ nonnegative)."""
 
 _EPS = 2.220446049250313e-16
 FIT_BOUNDS: dict[str, tuple[float, float]] = {
     name: (low + _EPS, high - _EPS * max(1.0, high)) for name, (low, high) in BOUNDS.items()
 }
-"""The open search box of :func:`superpose.recall.fit` (jaxcmr's: ε inside each bound)."""
+"""The default open search box of :func:`superpose.recall.fit` (jaxcmr's: ε inside each bound)."""
 
 DEFAULT_FIXED: dict[str, float] = {"mcf_learning_rate": 1.0}
 """Fixed by default in fits (as jaxcmr does), leaving 11 free parameters."""
@@ -95,7 +107,7 @@ def make_parameters(values: Mapping[str, Any] | None = None, **kwargs: Any) -> C
 
 
 def check_parameters(params: CMRParameters) -> None:
-    """Raises ValueError naming a parameter that is NaN or outside its bounds (concrete values only)."""
+    """Raises ValueError naming a parameter that is NaN or outside its :data:`LIMITS` (concrete values only)."""
     if not isinstance(params, CMRParameters):
         raise TypeError(f"expected CMRParameters, got {type(params).__name__}")
     shapes = set()
@@ -106,12 +118,12 @@ def check_parameters(params: CMRParameters) -> None:
         if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)) or array.dtype == bool:
             raise TypeError(f"{name} must be a real number, got dtype {array.dtype}")
         shapes.add(array.shape)
-        low, high = BOUNDS[name]
+        low, high = LIMITS[name]
         if not np.all(np.isfinite(array)):
             raise ValueError(f"{name} must be finite, got {array if array.ndim == 0 else 'a NaN or inf entry'}")
         if np.any(array < low) or np.any(array > high):
             worst = array.min() if np.any(array < low) else array.max()
-            raise ValueError(f"{name} = {worst:.6g} is outside its bounds [{low:g}, {high:g}]")
+            raise ValueError(f"{name} = {worst:.6g} is outside its limits [{low:g}, {high:g}]")
     if len(shapes) > 1:
         raise ValueError(f"all parameters must share one shape (scalar or population), got shapes {sorted(shapes)}")
 
