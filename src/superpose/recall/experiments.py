@@ -236,7 +236,7 @@ class RecoveryConfig(ExperimentConfig):
     n_subjects: int = param(12, "simulated subjects (one parameter set each)", low=2, high=500)
     lists: int = param(48, "lists per subject", low=1, high=1000)
     list_length: int = param(24, "items per list", low=2, high=100)
-    restarts: int = param(2, "DE restarts per subject", low=1, high=64)
+    restarts: int = param(2, "the fewest DE restarts per subject (more until two reach the best)", low=1, high=64)
     polish_steps: int = param(200, "L-BFGS iterations of the float64 polish", low=0)
 
 
