@@ -74,3 +74,81 @@ def dataset_log_likelihood(p: dict, dataset) -> float:
     clean = dataset.clean_recalls()
     return sum(list_log_likelihood(p, int(dataset.list_length[r]), [int(x) for x in clean[r] if x > 0])
                for r in range(dataset.n_lists))
+
+
+def variant_list_log_likelihood(p: dict, list_length: int, recalls: list[int], similarity=None,
+                                trace_sensitivity: float | None = None, categories=None,
+                                n_categories: int = 0) -> float:
+    """The variants of :mod:`superpose.recall.variants`, from their equations.
+
+    ``similarity``: ``(n, n)`` S between the list's items in study order (the semantic term
+    ``p["semantic_scale"]``·S[k, j] joins pre-experimental M^CF on unit k + 1, item j).
+    ``trace_sensitivity``: None for the linear M^CF; κ for instance memory, where M^CF is a list of
+    traces (context, item vector) and a_j = Σ_t (c·c_t)^κ v_t[j].
+    """
+    n = list_length
+    units = n + 1
+    mfc = np.zeros((n, units))
+    for i in range(n):
+        mfc[i, i + 1] = 1 - p["mfc_learning_rate"]
+    pre = np.zeros((units, n))
+    for u in range(1, units):
+        for j in range(n):
+            pre[u, j] = p["item_support"] if u - 1 == j else p["shared_support"]
+            if similarity is not None and u - 1 != j:
+                pre[u, j] += p["semantic_scale"] * similarity[u - 1][j]
+    traces = [(np.eye(units)[u], pre[u].copy()) for u in range(units)]
+    # category sublayer (categories: 1..C per position): its own context, M^FC and M^CF
+    k_units = n_categories + 1
+    fc_cat = np.zeros((n, k_units))
+    cf_cat = np.zeros((k_units, n))
+    if categories is not None:
+        for i in range(n):
+            fc_cat[i, categories[i]] = 1 - p["mfc_learning_rate"]
+            cf_cat[categories[i], i] = 1.0
+    c_cat = np.eye(k_units)[0]
+    c = np.eye(units)[0]
+    for i in range(n):
+        c_in = mfc[i] / np.linalg.norm(mfc[i]) if np.linalg.norm(mfc[i]) > 0 else np.eye(units)[i + 1]
+        c = _drift(c, c_in, p["encoding_drift_rate"])
+        mfc[i] += p["mfc_learning_rate"] * c
+        phi = p["primacy_scale"] * math.exp(-p["primacy_decay"] * i) + 1
+        v = np.zeros(n)
+        v[i] = p["mcf_learning_rate"] * phi
+        traces.append((c.copy(), v))
+        if categories is not None:
+            c_cat = _drift(c_cat, np.eye(k_units)[categories[i]], p["category_drift_rate"])
+            fc_cat[i] += p["mfc_learning_rate"] * c_cat
+            cf_cat[:, i] += p["mcf_learning_rate"] * phi * c_cat
+    kappa = 1.0 if trace_sensitivity is None else trace_sensitivity
+
+    def activation(context, context_cat):
+        a = np.zeros(n)
+        for trace_context, vector in traces:
+            s = float(context @ trace_context)
+            if s > 0:
+                a += s**kappa * vector
+        if categories is not None:
+            a += p["category_weight"] * (context_cat @ cf_cat)
+        return a
+
+    c = _drift(c, np.eye(units)[0], p["start_drift_rate"])
+    c_cat = _drift(c_cat, np.eye(k_units)[0], p["start_drift_rate"])
+    total = 0.0
+    recalled: list[int] = []
+    for k in range(len(recalls) + 1):
+        left = n - len(recalled)
+        p_stop = 1.0 if left == 0 else _smooth_cap(p["stop_probability_scale"] * math.exp(p["stop_probability_growth"] * k))
+        if k == len(recalls):
+            total += math.log(p_stop)
+            break
+        item = recalls[k] - 1
+        a = activation(c, c_cat)
+        available = [j for j in range(n) if j not in recalled]
+        log_terms = [p["choice_sensitivity"] * math.log(a[j]) for j in available]
+        total += math.log(1 - p_stop) + p["choice_sensitivity"] * math.log(a[item]) - logsumexp(log_terms)
+        recalled.append(item)
+        c = _drift(c, mfc[item] / np.linalg.norm(mfc[item]), p["recall_drift_rate"])
+        if categories is not None:
+            c_cat = _drift(c_cat, fc_cat[item] / np.linalg.norm(fc_cat[item]), p["category_drift_rate"])
+    return total

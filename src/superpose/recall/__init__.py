@@ -12,6 +12,10 @@ Public API:
 - Likelihood: :func:`prepare` (dataset -> :class:`Trials`), :func:`negative_log_likelihood`,
   :func:`population_nll` (one jitted call per population), :func:`list_log_likelihoods`,
   :func:`event_activations`.
+- Variants (:mod:`superpose.recall.variants`): :class:`CMRVariant` (semantic M^CF, category units, instance M^CF),
+  :class:`VariantParameters`, :func:`make_variant_parameters`, :func:`prepare_variant` (dataset ->
+  :class:`VariantTrials`), :func:`similarity_from_distances`, :func:`stack_variant_parameters`, :func:`variant_nll`,
+  :func:`variant_population_nll`, :func:`variant_list_log_likelihoods`.
 - Fitting: :func:`fit` (differential evolution in log(1 + x) coordinates, float64 L-BFGS polishes of
   each restart's best distinct end members, restarts until the best is reached twice; JSON results),
   :class:`FitResult`, :func:`parameters_at_bounds` (which fitted parameters sit on a bound).
@@ -85,8 +89,22 @@ from superpose.recall.plots import (
 )
 from superpose.recall.samples import load_sample, psifr_available
 from superpose.recall.simulation import simulate, simulate_like, simulate_recalls
+from superpose.recall.variants import (
+    CMRVariant,
+    VariantParameters,
+    VariantTrials,
+    make_variant_parameters,
+    prepare_variant,
+    similarity_from_distances,
+    stack_variant_parameters,
+    variant_list_log_likelihoods,
+    variant_nll,
+    variant_population_nll,
+)
 
 __all__ = [
+    "CMRVariant", "VariantParameters", "VariantTrials", "make_variant_parameters", "prepare_variant",
+    "similarity_from_distances", "stack_variant_parameters", "variant_list_log_likelihoods", "variant_nll", "variant_population_nll",
     "BOUNDS", "CMRParameters", "DEFAULT_FIXED", "DEFAULT_FREE", "FIT_BOUNDS", "FitResult", "LIMITS", "Network",
     "PARAMETER_NAMES", "RecallDataset", "SubjectFit", "Transitions", "Trials", "category_clustering", "category_crp",
     "distance_crp", "distance_rank", "distances_by_item", "drift", "encode", "event_activations", "fit",

@@ -91,6 +91,13 @@ def encode(params: CMRParameters, list_length: Array | int, n_items: int) -> Net
     Returns:
         The :class:`Network` after study.
     """
+    return encode_with_contexts(params, list_length, n_items)[0]
+
+
+def encode_with_contexts(params: CMRParameters, list_length: Array | int, n_items: int
+                         ) -> tuple[Network, Float[Array, "items units"]]:
+    """:func:`encode`, and the ``(N, N + 1)`` context c_i after each study event (the last
+    studied context repeats in unstudied slots): the study traces of instance memory."""
     dtype = jnp.result_type(params.encoding_drift_rate, float)
     units = n_items + 1
     phi = primacy(params, n_items).astype(dtype)
@@ -115,7 +122,7 @@ def encode(params: CMRParameters, list_length: Array | int, n_items: int) -> Net
     fc = fc + params.mfc_learning_rate * contexts
     norm = jnp.sqrt(jnp.sum(fc**2, axis=-1, keepdims=True))
     fc_inputs = fc / jnp.where(norm > 0, norm, 1.0)
-    return Network(context=context, fc_inputs=fc_inputs, mcf=mcf)
+    return Network(context=context, fc_inputs=fc_inputs, mcf=mcf), contexts
 
 
 def start_context(params: CMRParameters, network: Network) -> Float[Array, " units"]:

@@ -1,0 +1,125 @@
+"""Population rates of the CMR variants on Morton2013 subject 1, against the base model and cymr.
+
+    python benchmarks/recall_variants.py [--calls 5] [--no-cymr]
+
+Each superpose rate is the median of ``--calls`` compiled population calls of 165 parameter sets
+(float32), per set; cymr's is one ``likelihood_subject`` call (float64), the median of ``--calls``.
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from superpose.recall import distances_by_item, load_sample, population_nll, prepare  # noqa: E402
+from superpose.recall.parameters import DEFAULT_FIXED, DEFAULT_FREE, uniform_population  # noqa: E402
+from superpose.recall.variants import (  # noqa: E402
+    VARIANT_BOUNDS,
+    CMRVariant,
+    VariantParameters,
+    prepare_variant,
+    similarity_from_distances,
+    variant_population_nll,
+)
+
+SETS = 165
+
+
+def median_ms(call, calls: int) -> float:
+    jax.block_until_ready(call())  # compile
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        jax.block_until_ready(call())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def cymr_semantic_setup(raw, words, similarity, subject: int = 1):
+    """cymr's CMR with pre-experimental M^CF = Acf + Dcf·loc + Scf·sem over the word pool."""
+    from cymr import cmr
+
+    data = raw[(raw.subject == subject)].copy()
+    study = data[data.trial_type == "study"].set_index(["list", "item"])["position"]
+    keep = [(lst, item) in study.index for lst, item in zip(data["list"], data["item"])]
+    data = data[keep].copy()
+    where = {str(w): i for i, w in enumerate(words)}
+    data["item_index"] = [where[str(w)] for w in data["item"]]
+    patterns = {"items": np.asarray(words, dtype=object),
+                "vector": {"loc": np.eye(len(words)), "sem": np.nan_to_num(similarity)}}
+    definition = cmr.CMRParameters()
+    definition.set_fixed(Afc=0, Aff=0, Dff=1)
+    definition.set_dependent(Dfc="1 - Lfc", Dcf="1 - Lcf")
+    definition.set_free(B_enc=(0, 1), B_start=(0, 1), B_rec=(0, 1), Lfc=(0, 1), Lcf=(0, 1), P1=(0, 10),
+                        P2=(0.1, 5), T=(0.01, 10), X1=(0, 1), X2=(0, 5), Acf=(0, 1), Scf=(0, 10))
+    definition.set_sublayers(f=["task"], c=["task"])
+    definition.set_weights("fc", {(("task", "item"), ("task", "item")): "loc"})
+    definition.set_weights("cf", {(("task", "item"), ("task", "item")): "loc + Scf * sem"})
+    return cmr.CMR(), data, definition, patterns
+
+
+def cymr_ms(model, data, definition, patterns, calls: int, **extra) -> float:
+    study, recall = model.prepare_sim(data)
+    param = definition.eval_dependent({"B_enc": 0.7, "B_start": 0.3, "B_rec": 0.8, "Lfc": 0.3, "Lcf": 0.3, "P1": 2.0,
+                                       "P2": 1.0, "T": 0.1, "X1": 0.01, "X2": 0.3, "Acf": 0.1, "Afc": 0, "Aff": 0,
+                                       "Dff": 1, **extra})
+    model.likelihood_subject(study, recall, param, definition, patterns)
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        model.likelihood_subject(study, recall, param, definition, patterns)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=5)
+    parser.add_argument("--no-cymr", action="store_true")
+    args = parser.parse_args()
+
+    from psifr import fr
+
+    data = load_sample("Morton2013")
+    words, distances = fr.sample_distances("Morton2013")
+    similarity = similarity_from_distances(distances_by_item(data, words, distances))
+    subject = data.select(subjects=[1])
+    base = uniform_population(jax.random.key(0), SETS, DEFAULT_FREE, DEFAULT_FIXED)
+    rng = np.random.default_rng(0)
+    extra = {n: np.asarray(rng.uniform(*VARIANT_BOUNDS[n], SETS), np.float32) for n in VARIANT_BOUNDS}
+    population = VariantParameters(base, extra["semantic_scale"], np.minimum(extra["trace_sensitivity"], 5.0),
+                                   extra["category_drift_rate"], extra["category_weight"])
+    trials = prepare(subject)
+    out = {"data": "Morton2013 subject 1 (48 lists of 24)", "sets": SETS, "calls": args.calls,
+           "ms_per_set": {"base": median_ms(lambda: population_nll(base, trials), args.calls) / SETS}}
+    for name, variant in {"semantic": CMRVariant(semantic=True), "instance": CMRVariant(memory="instance"),
+                          "semantic+instance": CMRVariant(semantic=True, memory="instance"),
+                          "category": CMRVariant(category=True),
+                          "semantic+category": CMRVariant(semantic=True, category=True)}.items():
+        vt = prepare_variant(subject, variant, similarity=similarity)
+        out["ms_per_set"][name] = median_ms(lambda: variant_population_nll(population, vt, variant), args.calls) / SETS
+    if not args.no_cymr:
+        from recall import cymr_setup  # benchmarks/recall.py: cymr's base model, items by study position
+
+        raw = fr.sample_data("Morton2013")
+        out["cymr_single_ms"] = {"base": cymr_ms(*cymr_setup(raw), args.calls),
+                                 "semantic": cymr_ms(*cymr_semantic_setup(raw, data.words, similarity), args.calls,
+                                                     Scf=1.0)}
+        out["ratio_cymr_single_over_superpose_per_set"] = {
+            "base": out["cymr_single_ms"]["base"] / out["ms_per_set"]["base"],
+            "semantic": out["cymr_single_ms"]["semantic"] / out["ms_per_set"]["semantic"]}
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,426 @@
+"""CMR variants: semantic associations in M^CF (Morton & Polyn 2016), a category context sublayer
+(:mod:`superpose.recall.category`) and instance (trace) M^CF.
+
+A :class:`CMRVariant` declares which terms a model has; :class:`VariantParameters` holds the base
+:class:`~superpose.recall.parameters.CMRParameters` plus the added parameters, whose defaults make the
+variant exactly the base model; :func:`prepare_variant` carries what the variant needs from the data.
+
+**Semantic associations.** With S a similarity matrix over the word pool (item numbers),
+pre-experimental M^CF gains s·S[item_k, item_j] between the context unit of the list's k-th item
+and its j-th item:
+
+    M^CF_pre[k + 1, j] = α + s·S[w_k, w_j] (k ≠ j),  δ (k = j)      (w_k: the item number at position k).
+
+M^FC is unchanged (the context trajectory, and so the inputs x_j, do not depend on S), so only
+the recall tables of the context-free recursion change, per list:
+
+    X_l = X_{n_l} + s·x[:, 1:] S_l,    a_0 = a_0(n_l) + s·c_start[1:] S_l,
+
+X_{n} and a_0(n) being the base model's per-length tables. The similarity used with psifr's
+distances is :func:`similarity_from_distances`: S = max(1 − d, 0), diagonal 0 (1 − d is the cosine
+similarity of the word vectors behind psifr's distances, cymr's dot-product similarity of unit
+vectors; the few negative cosines are clipped so that every activation stays positive; the item's
+own unit is δ's).
+
+**Instance memory.** M^CF is a set of traces (c_t, v_t): one pre-experimental trace per context
+unit u, (e_u, M^CF_pre[u, :]), and one per study event i, (c_i, γ_CF φ_i f_i). An item's activation
+given context c is
+
+    a_j = Σ_t (c·c_t)^κ v_t[j],      κ = ``trace_sensitivity``,
+
+so κ = 1 is the linear model. Both c (against e_u: c itself) and the dots c·c_i move along the
+fixed recall inputs, so the recursion carries c (N + 1 numbers), (c·c_i)_i and (c·x_k)_k per list
+and raises them to κ only at the recall events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from superpose.numerics import log_choice_probability_of
+from superpose.parallel import pad_batch
+from superpose.recall.category import category_tables
+from superpose.recall.data import RecallDataset
+from superpose.recall.likelihood import POPULATION_CHUNK, Trials, jit, prepare
+from superpose.recall.model import (
+    encode_with_contexts,
+    log_stop_probability,
+    primacy,
+    retained_context,
+    start_context,
+)
+from superpose.recall.parameters import (
+    DEFAULT_FREE,
+    CMRParameters,
+    check_parameters,
+    make_parameters,
+)
+
+MEMORY_TYPES = ("linear", "instance")
+
+VARIANT_DEFAULTS: dict[str, float] = {"semantic_scale": 0.0, "trace_sensitivity": 1.0, "category_drift_rate": 0.0,
+                                      "category_weight": 0.0}
+"""Values of the added parameters that make a variant the base model."""
+
+VARIANT_BOUNDS: dict[str, tuple[float, float]] = {"semantic_scale": (0.0, 100.0), "trace_sensitivity": (0.0, 10.0),
+                                                  "category_drift_rate": (0.0, 1.0), "category_weight": (0.0, 100.0)}
+"""Search box of the added parameters (like :data:`~superpose.recall.parameters.BOUNDS`)."""
+
+VARIANT_LIMITS: dict[str, tuple[float, float]] = {"semantic_scale": (0.0, float("inf")),
+                                                  "trace_sensitivity": (0.0, float("inf")),
+                                                  "category_drift_rate": (0.0, 1.0),
+                                                  "category_weight": (0.0, float("inf"))}
+"""Values the model accepts for the added parameters."""
+
+
+@dataclass(frozen=True)
+class CMRVariant:
+    """Which terms a CMR model has (hashable: a static argument of the jitted likelihood).
+
+    Attributes:
+        semantic: pre-experimental M^CF gains ``semantic_scale``·S between the studied items.
+        category: a category context sublayer (:mod:`superpose.recall.category`), linear memory only.
+        memory: ``"linear"`` (M^CF a matrix) or ``"instance"`` (traces, ``trace_sensitivity``).
+    """
+
+    semantic: bool = False
+    category: bool = False
+    memory: str = "linear"
+
+    def __post_init__(self) -> None:
+        for name in ("semantic", "category"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if self.memory not in MEMORY_TYPES:
+            raise ValueError(f"memory must be one of {MEMORY_TYPES}, got {self.memory!r}")
+        if self.category and self.memory != "linear":
+            raise ValueError("category units are implemented for linear memory only")
+
+    @property
+    def extra(self) -> tuple[str, ...]:
+        """The parameters this variant adds to the base model's."""
+        return ((("semantic_scale",) if self.semantic else ())
+                + (("category_drift_rate", "category_weight") if self.category else ())
+                + (("trace_sensitivity",) if self.memory == "instance" else ()))
+
+    @property
+    def free(self) -> tuple[str, ...]:
+        """The default free parameters: the base model's (γ_CF fixed to 1) and the added ones."""
+        return DEFAULT_FREE + self.extra
+
+
+class VariantParameters(NamedTuple):
+    """A pytree: the base parameters and the added ones (scalars, or ``(P,)`` arrays for a population)."""
+
+    cmr: CMRParameters
+    semantic_scale: Any = 0.0
+    trace_sensitivity: Any = 1.0
+    category_drift_rate: Any = 0.0
+    category_weight: Any = 0.0
+
+
+def make_variant_parameters(values: Mapping[str, Any] | None = None, **kwargs: Any) -> VariantParameters:
+    """Base parameters (all 12 names) plus any of the names in :data:`VARIANT_DEFAULTS`.
+
+    Added parameters left out take their :data:`VARIANT_DEFAULTS`, shaped like the base ones.
+    """
+    merged = {**(dict(values) if values is not None else {}), **kwargs}
+    extra = {n: merged.pop(n) for n in VARIANT_DEFAULTS if n in merged}
+    base = make_parameters(merged)
+    shape = np.shape(base.encoding_drift_rate)
+    dtype = jnp.result_type(base.encoding_drift_rate, float)
+    filled = {n: extra.get(n, jnp.full(shape, VARIANT_DEFAULTS[n], dtype)) for n in VARIANT_DEFAULTS}
+    params = VariantParameters(cmr=base, **filled)
+    check_variant_parameters(params)
+    return params
+
+
+def stack_variant_parameters(parameter_sets: list[VariantParameters]) -> VariantParameters:
+    """Stacks parameter sets into a population (leading axis)."""
+    return jax.tree_util.tree_map(lambda *leaves: jnp.stack([jnp.asarray(x) for x in leaves]), *parameter_sets)
+
+
+def check_variant_parameters(params: VariantParameters) -> None:
+    """Raises ValueError naming an added parameter that is NaN, outside its limits or misshapen."""
+    if not isinstance(params, VariantParameters):
+        raise TypeError(f"expected VariantParameters, got {type(params).__name__}")
+    check_parameters(params.cmr)
+    shape = np.shape(params.cmr.encoding_drift_rate)
+    for name in VARIANT_DEFAULTS:
+        value = getattr(params, name)
+        if isinstance(value, jax.core.Tracer):
+            continue
+        array = np.asarray(value)
+        if array.shape != shape:
+            raise ValueError(f"{name} has shape {array.shape}, the base parameters {shape}")
+        low, high = VARIANT_LIMITS[name]
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"{name} must be finite")
+        if np.any(array < low) or np.any(array > high):
+            raise ValueError(f"{name} is outside its limits [{low:g}, {high:g}]")
+
+
+def similarity_from_distances(distances: Any) -> np.ndarray:
+    """S = max(1 − d, 0) with a zero diagonal; NaN (unknown words) stays NaN.
+
+    For psifr's ``sample_distances`` (cosine distances of word vectors) 1 − d is the cosine similarity.
+    """
+    d = np.asarray(distances, dtype=np.float64)
+    if d.ndim != 2 or d.shape[0] != d.shape[1]:
+        raise ValueError(f"distances must be a square matrix, got shape {d.shape}")
+    s = np.where(np.isnan(d), np.nan, np.maximum(1.0 - d, 0.0))
+    np.fill_diagonal(s, 0.0)
+    return s
+
+
+class VariantTrials(NamedTuple):
+    """:class:`~superpose.recall.likelihood.Trials` plus what a variant needs.
+
+    Attributes:
+        trials: the base model's layout.
+        similarity: ``(L, N, N)`` S between the studied items of each list (0 elsewhere), or None.
+        category_units: ``(L, N, C + 1)`` one-hot category unit of each studied item (unit 0, the
+            sublayer's start unit, is never an item's), or None.
+    """
+
+    trials: Trials
+    similarity: Float[Array, "L N N"] | None = None
+    category_units: Float[Array, "L N K"] | None = None
+
+    @property
+    def n_items(self) -> int:
+        return self.trials.n_items
+
+
+def prepare_variant(dataset: RecallDataset, variant: CMRVariant, similarity: Any = None,
+                    pad_to: tuple[int, int, int] | None = None) -> VariantTrials:
+    """The :class:`VariantTrials` of ``dataset`` for ``variant``.
+
+    Args:
+        dataset: the lists to score.
+        variant: the model.
+        similarity: ``(K, K)`` similarity over item numbers (row k − 1 is item k), needed when
+            ``variant.semantic``: e.g. ``similarity_from_distances(distances_by_item(data, items, d))``.
+        pad_to: as :func:`~superpose.recall.likelihood.prepare`.
+
+    Raises:
+        ValueError: naming what the variant needs and the data lack.
+    """
+    if not isinstance(variant, CMRVariant):
+        raise TypeError(f"expected a CMRVariant, got {type(variant).__name__}")
+    trials = prepare(dataset, pad_to=pad_to)
+    units = _category_units(dataset, trials) if variant.category else None
+    if not variant.semantic:
+        return VariantTrials(trials=trials, category_units=units)
+    if similarity is None:
+        raise ValueError("the semantic variant needs a similarity matrix over item numbers (similarity=...; "
+                         "see similarity_from_distances and distances_by_item)")
+    s = np.asarray(similarity, dtype=np.float64)
+    n = trials.n_items
+    studied = np.arange(dataset.presented.shape[1])[None, :] < dataset.list_length[:, None]
+    items = np.asarray(dataset.presented)[:, :n]
+    if s.ndim != 2 or s.shape[0] != s.shape[1] or s.shape[0] < int(items.max()):
+        raise ValueError(f"similarity must be square and cover item numbers 1..{int(items.max())}, "
+                         f"got shape {s.shape}")
+    idx = np.maximum(items, 1) - 1
+    lists = s[idx[:, :, None], idx[:, None, :]]                            # (L, N, N)
+    mask = studied[:, :n, None] & studied[:, None, :n] & ~np.eye(n, dtype=bool)
+    bad = mask & ~np.isfinite(lists)
+    if bad.any():
+        row, k, _ = np.argwhere(bad)[0]
+        raise ValueError(f"similarity is not finite for item {int(items[row, k])} (list row {int(row)})")
+    lists = np.where(mask, lists, 0.0)
+    if np.any(lists < 0):
+        raise ValueError("similarity must be nonnegative between studied items (see similarity_from_distances)")
+    extra = trials.targets.shape[0] - lists.shape[0]
+    if extra:
+        lists = np.pad(lists, ((0, extra), (0, 0), (0, 0)), mode="edge")
+    return VariantTrials(trials=trials, similarity=jnp.asarray(lists), category_units=units)
+
+
+def _category_units(dataset: RecallDataset, trials: Trials) -> Array:
+    if "category" not in dataset.item_attributes:
+        raise ValueError("the category variant needs the item attribute 'category' (dataset.item_attributes; "
+                         "from_events(..., item_attributes=('category',)))")
+    values = np.asarray(dataset.item_attributes["category"], dtype=object)
+    n = trials.n_items
+    studied = np.arange(n)[None, :] < dataset.list_length[:, None]
+    items = np.asarray(dataset.presented)[:, :n]
+    missing = np.array([v is None or (isinstance(v, float) and np.isnan(v)) for v in values])
+    bad = studied & missing[np.maximum(items, 1) - 1]
+    if bad.any():
+        row, k = np.argwhere(bad)[0]
+        raise ValueError(f"the category variant needs a category for every studied item: item {int(items[row, k])} "
+                         f"(list row {int(row)}) has none")
+    names = sorted({str(v) for v in values[~missing]})
+    code = {name: g + 1 for g, name in enumerate(names)}
+    unit = np.zeros(items.shape, np.int64)
+    unit[studied] = [code[str(values[i - 1])] for i in items[studied]]
+    onehot = (unit[:, :, None] == np.arange(len(names) + 1)) & studied[:, :, None]
+    extra = trials.targets.shape[0] - onehot.shape[0]
+    if extra:
+        onehot = np.pad(onehot, ((0, extra), (0, 0), (0, 0)), mode="edge")
+    return jnp.asarray(onehot.astype(np.float64))
+
+
+# --- likelihood -----------------------------------------------------------------------------------
+
+def _power(d: Array, kappa: Array) -> Array:
+    """d^κ for d ≥ 0 (0 where d ≤ 0), with finite gradients."""
+    positive = d > 0
+    return jnp.where(positive, jnp.exp(kappa * jnp.log(jnp.where(positive, d, 1.0))), 0.0)
+
+
+def _event_activations(vp: VariantParameters, vt: VariantTrials, n_items: int, variant: CMRVariant
+                       ) -> Float[Array, "E N"]:
+    params, trials = vp.cmr, vt.trials
+    dtype = jnp.result_type(params.encoding_drift_rate, float)
+    networks, contexts = jax.vmap(encode_with_contexts, in_axes=(None, 0, None))(params, trials.lengths, n_items)
+    start = jax.vmap(start_context, in_axes=(None, 0))(params, networks)           # (U, N+1)
+    x = networks.fc_inputs                                                          # (U, N, N+1)
+    index = trials.length_index
+    n_lists = index.shape[0]
+    overlaps = jnp.einsum("uik,ujk->uij", x, x).reshape(-1, n_items)
+    dots = jnp.einsum("uik,uk->ui", x, start)[index]
+    sim = vp.semantic_scale * vt.similarity.astype(dtype) if variant.semantic else None
+    list_rows = jnp.arange(n_lists)[:, None] * n_items + trials.rows % n_items
+    if variant.memory == "linear":
+        increments = jnp.einsum("uik,ukj->uij", x, networks.mcf)                   # X (U, N, N)
+        activations = jnp.einsum("uk,ukj->uj", start, networks.mcf)[index]
+        if variant.semantic:
+            increments = increments[index] + jnp.einsum("lik,lkj->lij", x[index][:, :, 1:], sim)
+            activations = activations + jnp.einsum("lk,lkj->lj", start[index][:, 1:], sim)
+            tables = ((increments.reshape(-1, n_items), list_rows),)
+        else:
+            tables = ((increments.reshape(-1, n_items), trials.rows),)
+        states = (activations,)
+    else:
+        trace_dots = jnp.einsum("uik,ujk->uij", x, contexts)                       # x_j·c_i
+        tables = ((x.reshape(-1, n_items + 1), trials.rows), (trace_dots.reshape(-1, n_items), trials.rows))
+        states = (start[index], jnp.einsum("uik,uk->ui", contexts, start)[index])
+    # a group is one context sublayer: its dots with the recall inputs set its ρ, and its states
+    # (activations, or context and trace dots) move with that ρ
+    carry = [(dots, states)]
+    specs = [(overlaps, trials.rows, params.recall_drift_rate, tables)]
+    if variant.category:
+        list_length = trials.lengths[trials.length_index]
+        cat = category_tables(params, vp.category_drift_rate, vt.category_units.astype(dtype), list_length)
+        carry.append((cat.dots, (cat.activations,)))
+        specs.append((cat.input_overlaps, list_rows, vp.category_drift_rate, ((cat.item_increments, list_rows),)))
+
+    def step(carry, t):
+        new = []
+        for (dots, states), (overlaps, rows, beta, tables) in zip(carry, specs):
+            row = rows[:, t]
+            dot = jnp.take_along_axis(dots, (row % n_items)[:, None], axis=1)
+            rho = retained_context(dot, beta)
+            new.append((rho * dots + beta * overlaps[row],
+                        tuple(rho * s + beta * table[r[:, t]] for s, (table, r) in zip(states, tables))))
+        return new, [states for _, states in carry]
+
+    _, outs = jax.lax.scan(step, carry, jnp.arange(trials.rows.shape[1]))
+    at_events = [o[trials.event_step, trials.event_list] for o in outs[0]]
+    if variant.memory == "linear":
+        out = at_events[0]
+        if variant.category:
+            out = out + vp.category_weight * outs[1][0][trials.event_step, trials.event_list]
+        return out
+    context, trace_dots = at_events                                                 # (E, N+1), (E, N)
+    kappa = vp.trace_sensitivity
+    units = n_items + 1
+    pre = jnp.full((units, n_items), params.shared_support, dtype).at[0].set(0.0)
+    pre = pre.at[jnp.arange(1, units), jnp.arange(n_items)].set(params.item_support)
+    weighted = _power(context, kappa)
+    out = weighted @ pre
+    if variant.semantic:
+        # gather the data-only S per event (a constant), then scale: s·(w S_event)
+        event_similarity = vt.similarity.astype(dtype)[trials.event_list]
+        out = out + vp.semantic_scale * jnp.einsum("ek,ekj->ej", weighted[:, 1:], event_similarity)
+    gain = params.mcf_learning_rate * primacy(params, n_items).astype(dtype)
+    return out + _power(trace_dots, kappa) * gain
+
+
+def _log_probabilities(vp: VariantParameters, vt: VariantTrials, n_items: int, variant: CMRVariant):
+    params, trials = vp.cmr, vt.trials
+    log_choice = log_choice_probability_of(_event_activations(vp, vt, n_items, variant), trials.event_mask,
+                                           params.choice_sensitivity, trials.event_target)
+    _, log_continue = log_stop_probability(params, trials.event_step, trials.event_left)
+    log_stop, _ = log_stop_probability(params, trials.stop_step, trials.stop_left)
+    return (jnp.where(trials.event_valid, log_choice + log_continue, 0.0),
+            jnp.where(trials.list_valid, log_stop, 0.0))
+
+
+def _list_log_likelihoods(vp, vt, n_items, variant):
+    events, stops = _log_probabilities(vp, vt, n_items, variant)
+    return stops + jax.ops.segment_sum(events, vt.trials.event_list, num_segments=vt.trials.targets.shape[0])
+
+
+def _total_nll(vp, vt, n_items, variant):
+    events, stops = _log_probabilities(vp, vt, n_items, variant)
+    return -(jnp.sum(events) + jnp.sum(stops))
+
+
+_jitted_list = jit(_list_log_likelihoods, static_argnames=("n_items", "variant"))
+_jitted_total = jit(_total_nll, static_argnames=("n_items", "variant"))
+
+
+@partial(jit, static_argnames=("n_items", "variant"))
+def _population(vp: VariantParameters, vt: VariantTrials, n_items: int, variant: CMRVariant):
+    size = jax.tree_util.tree_leaves(vp)[0].shape[0]
+    chunks = -(-size // POPULATION_CHUNK)
+    per_chunk = -(-size // chunks)
+    padded, _ = pad_batch(vp, per_chunk)
+    folded = jax.tree_util.tree_map(lambda a: a.reshape(chunks, per_chunk), padded)
+    scores = jax.lax.map(jax.vmap(lambda p: _total_nll(p, vt, n_items, variant)), folded)
+    return scores.reshape(-1)[:size]
+
+
+def _check(vt: VariantTrials, variant: CMRVariant) -> None:
+    if not isinstance(variant, CMRVariant):
+        raise TypeError(f"expected a CMRVariant, got {type(variant).__name__}")
+    if variant.semantic and vt.similarity is None:
+        raise ValueError("the semantic variant needs trials prepared with a similarity matrix "
+                         "(prepare_variant(..., similarity=...))")
+    if variant.category and vt.category_units is None:
+        raise ValueError("the category variant needs trials prepared for it (prepare_variant(..., variant))")
+
+
+def variant_nll(params: VariantParameters, trials: VariantTrials, variant: CMRVariant) -> Float[Array, ""]:
+    """−log P(data | params) under ``variant`` for one parameter set (scalars)."""
+    check_variant_parameters(params)
+    _check(trials, variant)
+    return _jitted_total(params, trials, trials.n_items, variant)
+
+
+def variant_list_log_likelihoods(params: VariantParameters, trials: VariantTrials, variant: CMRVariant
+                                 ) -> Float[Array, " L"]:
+    """Log-likelihood of each (real) list under ``variant``, one parameter set."""
+    check_variant_parameters(params)
+    _check(trials, variant)
+    return _jitted_list(params, trials, trials.n_items, variant)[: trials.trials.n_lists]
+
+
+def variant_population_nll(params: VariantParameters, trials: VariantTrials, variant: CMRVariant
+                           ) -> Float[Array, " P"]:
+    """−log-likelihood for each of P parameter sets (every leaf ``(P,)``), in one jitted call."""
+    check_variant_parameters(params)
+    _check(trials, variant)
+    shapes = {np.shape(v) for v in jax.tree_util.tree_leaves(params)}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 1:
+        raise ValueError(f"a population needs every parameter of shape (P,), got shapes {sorted(shapes)}")
+    return _population(params, trials, trials.n_items, variant)
+
+
+__all__ = ["CMRVariant", "MEMORY_TYPES", "VARIANT_BOUNDS", "VARIANT_DEFAULTS", "VARIANT_LIMITS",
+           "VariantParameters", "VariantTrials", "check_variant_parameters", "make_variant_parameters",
+           "stack_variant_parameters",
+           "prepare_variant", "similarity_from_distances", "variant_list_log_likelihoods", "variant_nll",
+           "variant_population_nll"]
