@@ -219,3 +219,39 @@ def test_similarity_from_distances_is_one_minus_distance_clipped_with_zero_diago
     s = similarity_from_distances(d)
     np.testing.assert_array_equal(s[0], [0.0, 0.75, 0.0])
     assert np.isnan(s[1, 2]) and s[2, 2] == 0.0
+
+
+def test_fitting_a_semantic_variant_reaches_the_brute_force_minimum(data, tmp_path):
+    """fit(variant=...) against a 31 × 30 grid over (semantic scale, τ) of the float64 likelihood; the
+    base model (s = 0) is nested in it, so the fit is no worse than the grid's s = 0 column either."""
+    from superpose.recall import FitResult, fit
+    from superpose.recall.variants import VariantParameters
+
+    dataset, similarity = data
+    subject = int(dataset.subjects[0])
+    one = dataset.select(subjects=[subject])
+    free = ("semantic_scale", "choice_sensitivity")
+    fixed = {k: v for k, v in random_parameters(np.random.default_rng(5)).items() if k not in free}
+    variant = CMRVariant(semantic=True)
+    result = fit(one, variant=variant, similarity=similarity, free=free, fixed=fixed, restarts=1, popsize=8,
+                 confirm=None, seed=0)
+    f = result.fits[0]
+    scales, taus = np.meshgrid(np.r_[0.0, np.geomspace(0.01, 100.0, 30)], np.geomspace(0.05, 100.0, 30))
+    trials = prepare_variant(one, variant, similarity)
+    with float64_enabled():
+        grid = np.asarray(variant_population_nll(make_variant_parameters(
+            {**{k: np.full(scales.size, np.float64(v)) for k, v in fixed.items()},
+             "semantic_scale": scales.ravel(), "choice_sensitivity": taus.ravel()}), trials, variant))
+    grid = grid.reshape(scales.shape)
+    assert f.nll <= grid.min() + 1e-6 and f.nll >= grid.min() - 5.0  # the optimum, not a different model
+    assert f.nll <= grid[:, 0].min() + 1e-6  # no worse than the best base model (s = 0) on the grid
+    assert result.settings["variant"] == {"semantic": True, "category": False, "memory": "linear"}
+    assert len(result.settings["similarity_sha256"]) == 64
+    params = result.parameters(subject)
+    assert isinstance(params, VariantParameters) and float(params.semantic_scale) == f.parameters["semantic_scale"]
+    again = FitResult.load(result.save(tmp_path / "fits.json")).parameters(subject)  # JSON keeps the variant
+    assert isinstance(again, VariantParameters) and float(again.semantic_scale) == float(params.semantic_scale)
+    with pytest.raises(ValueError, match="needs a similarity matrix"):
+        fit(one, variant=variant, free=free, fixed=fixed)
+    with pytest.raises(ValueError, match=r"unknown parameters \['trace_sensitivity'\]"):
+        fit(one, variant=variant, similarity=similarity, free=("trace_sensitivity",), fixed=fixed)

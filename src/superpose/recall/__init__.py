@@ -17,7 +17,8 @@ Public API:
   :class:`VariantTrials`), :func:`similarity_from_distances`, :func:`stack_variant_parameters`, :func:`variant_nll`,
   :func:`variant_population_nll`, :func:`variant_list_log_likelihoods`.
 - Fitting: :func:`fit` (differential evolution in log(1 + x) coordinates, float64 L-BFGS polishes of
-  each restart's best distinct end members, restarts until the best is reached twice; JSON results),
+  each restart's best distinct end members, restarts until the best is reached twice; JSON results;
+  ``variant=`` fits a :class:`CMRVariant`),
   :class:`FitResult`, :func:`parameters_at_bounds` (which fitted parameters sit on a bound).
 - Simulation: :func:`simulate`, :func:`simulate_like`, :func:`simulate_recalls`.
 - Analyses (psifr's definitions and columns): :func:`spc`, :func:`pnr`, :func:`lag_crp`,

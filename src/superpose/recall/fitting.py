@@ -11,6 +11,7 @@ shapes, so the likelihood compiles a few times per fit, not once per subject.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -32,18 +33,27 @@ from superpose.recall.parameters import (
     DEFAULT_FIXED,
     DEFAULT_FREE,
     LIMITS,
-    PARAMETER_NAMES,
     CMRParameters,
     make_parameters,
 )
 from superpose.recall.search import (
+    ALL_BOUNDS,
+    ALL_LIMITS,
     NONFINITE_SCORE,
     compile_population,
     de_restart,
     nll64 as _nll64,
+    parameter_names,
     polish as _polish_rounds,
     search_box,
     warm_polish,
+)
+from superpose.recall.variants import (
+    VARIANT_DEFAULTS,
+    CMRVariant,
+    VariantTrials,
+    make_variant_parameters,
+    prepare_variant,
 )
 from superpose.runner.files import write_json
 
@@ -67,11 +77,11 @@ def parameters_at_bounds(parameters: Mapping[str, float], free: Sequence[str], *
     """
     if not (isinstance(fraction, (int, float)) and 0 < fraction < 0.5):
         raise ValueError(f"fraction must be in (0, 0.5), got {fraction!r}")
-    box = {**BOUNDS, **{k: tuple(float(x) for x in v) for k, v in (bounds or {}).items()}}
+    box = {**ALL_BOUNDS, **{k: tuple(float(x) for x in v) for k, v in (bounds or {}).items()}}
     out = {}
     for name in free:
-        if name not in BOUNDS:
-            raise ValueError(f"unknown parameter {name!r}; known: {list(BOUNDS)}")
+        if name not in ALL_BOUNDS:
+            raise ValueError(f"unknown parameter {name!r}; known: {list(ALL_BOUNDS)}")
         if name not in parameters:
             raise ValueError(f"parameters have no value for the free parameter {name!r}")
         value = float(parameters[name])
@@ -141,10 +151,11 @@ class FitResult:
                 return parameters_at_bounds(f.parameters, self.free, bounds=self.settings.get("bounds"))
         raise ValueError(f"subject {subject} was not fitted; fitted: {[f.subject for f in self.fits]}")
 
-    def parameters(self, subject: int) -> CMRParameters:
+    def parameters(self, subject: int) -> Any:
+        """The subject's fitted :class:`CMRParameters` (``VariantParameters`` for a variant's fit)."""
         for f in self.fits:
             if f.subject == subject:
-                return make_parameters(f.parameters)
+                return (make_variant_parameters if self.settings.get("variant") else make_parameters)(f.parameters)
         raise ValueError(f"subject {subject} was not fitted; fitted: {[f.subject for f in self.fits]}")
 
     def to_json(self) -> dict[str, Any]:
@@ -178,29 +189,34 @@ def versions() -> dict[str, str]:
     return out
 
 
-def _check_free_fixed(free: Sequence[str], fixed: Mapping[str, float]) -> tuple[tuple[str, ...], dict[str, float]]:
+def _check_free_fixed(free: Sequence[str], fixed: Mapping[str, float], variant: CMRVariant | None = None
+                      ) -> tuple[tuple[str, ...], dict[str, float]]:
+    """Validated (free, fixed); a variant's added parameters that are neither take their defaults."""
+    names = parameter_names(variant)
     free = tuple(free)
     fixed = {k: float(v) for k, v in fixed.items()}
-    unknown = sorted((set(free) | set(fixed)) - set(PARAMETER_NAMES))
+    unknown = sorted((set(free) | set(fixed)) - set(names))
     if unknown:
-        raise ValueError(f"unknown parameters {unknown}; the names are {list(PARAMETER_NAMES)}")
+        raise ValueError(f"unknown parameters {unknown}; the names are {list(names)}")
     both = sorted(set(free) & set(fixed))
     if both:
         raise ValueError(f"parameters {both} are both free and fixed")
-    missing = [n for n in PARAMETER_NAMES if n not in free and n not in fixed]
+    if variant is not None:
+        fixed |= {n: VARIANT_DEFAULTS[n] for n in variant.extra if n not in free and n not in fixed}
+    missing = [n for n in names if n not in free and n not in fixed]
     if missing:
         raise ValueError(f"parameters {missing} are neither free nor fixed")
     if not free:
         raise ValueError("at least one parameter must be free")
     for name, value in fixed.items():
-        low, high = LIMITS[name]
+        low, high = ALL_LIMITS[name]
         if not low <= value <= high:
             raise ValueError(f"fixed {name} = {value:g} is outside its limits [{low:g}, {high:g}]")
     return free, fixed
 
 
-def polish(trials: Trials, start: Mapping[str, float], free: Sequence[str], fixed: Mapping[str, float],
-           steps: int = 200, *, bounds: Mapping[str, Sequence[float]] | None = None
+def polish(trials: Trials | VariantTrials, start: Mapping[str, float], free: Sequence[str], fixed: Mapping[str, float],
+           steps: int = 200, *, bounds: Mapping[str, Sequence[float]] | None = None, variant: CMRVariant | None = None
            ) -> tuple[dict[str, float], float, int]:
     """The float64 polish of a fit: L-BFGS rounds on ``jax.grad`` of the NLL over logit coordinates of
     the search box, until a round gains < 10⁻⁴ nats; never returns a worse set than ``start``.
@@ -208,17 +224,20 @@ def polish(trials: Trials, start: Mapping[str, float], free: Sequence[str], fixe
     Returns ``(parameters, nll, evaluations)``. Raises ``RuntimeError`` if the likelihood is NaN at
     valid parameters.
     """
-    free, fixed = _check_free_fixed(free, fixed)
-    parameters, nll, evaluations, _ = _polish_rounds(trials, start, free, fixed, search_box(free, bounds), steps)
+    free, fixed = _check_free_fixed(free, fixed, variant)
+    parameters, nll, evaluations, _ = _polish_rounds(trials, start, free, fixed, search_box(free, bounds), steps,
+                                                     variant=variant)
     return parameters, nll, evaluations
 
 
-def nll64(trials: Trials, parameters: Mapping[str, float], free: Sequence[str] = DEFAULT_FREE,
-          fixed: Mapping[str, float] | None = None, *, bounds: Mapping[str, Sequence[float]] | None = None) -> float:
+def nll64(trials: Trials | VariantTrials, parameters: Mapping[str, float], free: Sequence[str] = DEFAULT_FREE,
+          fixed: Mapping[str, float] | None = None, *, bounds: Mapping[str, Sequence[float]] | None = None,
+          variant: CMRVariant | None = None) -> float:
     """The NLL of one parameter set in float64, in nats (the number every fit reports)."""
     free = tuple(free)
-    fixed = {n: float(parameters[n]) for n in PARAMETER_NAMES if n not in free} if fixed is None else dict(fixed)
-    return _nll64(trials, parameters, free, fixed, search_box(free, bounds))
+    names = parameter_names(variant)
+    fixed = {n: float(parameters[n]) for n in names if n not in free} if fixed is None else dict(fixed)
+    return _nll64(trials, parameters, free, fixed, search_box(free, bounds), variant=variant)
 
 
 DEFAULT_CONFIRM = 0.1
@@ -249,39 +268,46 @@ def _check_budget(confirm: float | None, agree: int, restarts: int, max_restarts
         raise ValueError(f"max_seconds must be > 0 or None, got {max_seconds!r}")
 
 
-def fit_subject(trials: Trials, *, free: Sequence[str] = DEFAULT_FREE, fixed: Mapping[str, float] = DEFAULT_FIXED,
-                bounds: Mapping[str, Sequence[float]] | None = None, restarts: int = 2, popsize: int = 15,
-                tol: float = 1e-2, maxiter: int = 1000, seed: int = 0, polish_steps: int = 200,
-                polish_starts: int = DEFAULT_CANDIDATES, subject: int = 0, workers: int | None = None,
-                confirm: float | None = DEFAULT_CONFIRM, agree: int = DEFAULT_AGREE, max_restarts: int = 12,
-                max_seconds: float | None = None) -> SubjectFit:
-    """Fits one subject's :class:`Trials` (see :func:`fit` for the arguments).
+def fit_subject(trials: Trials | VariantTrials, *, free: Sequence[str] | None = None,
+                fixed: Mapping[str, float] = DEFAULT_FIXED, bounds: Mapping[str, Sequence[float]] | None = None,
+                restarts: int = 2, popsize: int = 15, tol: float = 1e-2, maxiter: int = 1000, seed: int = 0,
+                polish_steps: int = 200, polish_starts: int = DEFAULT_CANDIDATES, subject: int = 0,
+                workers: int | None = None, confirm: float | None = DEFAULT_CONFIRM, agree: int = DEFAULT_AGREE,
+                max_restarts: int = 12, max_seconds: float | None = None,
+                variant: CMRVariant | None = None) -> SubjectFit:
+    """Fits one subject's :class:`Trials` (``VariantTrials`` of :func:`prepare_variant` for a ``variant``;
+    see :func:`fit` for the arguments).
 
     Every restart is a DE run whose ``polish_starts`` best distinct end members are polished in
     float64, the best kept. With ``confirm`` set, restarts go on (``workers`` at a time, at least
     ``restarts``) until ``agree`` of them end within ``confirm`` nats of the best, or a budget is
     reached; with ``confirm=None`` exactly ``restarts`` run.
     """
-    free, fixed = _check_free_fixed(free, fixed)
+    if variant is not None and not isinstance(trials, VariantTrials):
+        raise TypeError("a variant is fitted to VariantTrials (prepare_variant(dataset, variant, ...))")
+    free = (DEFAULT_FREE if variant is None else variant.free) if free is None else free
+    free, fixed = _check_free_fixed(free, fixed, variant)
     box = search_box(free, bounds)
     _check_budget(confirm, agree, restarts, max_restarts, max_seconds, polish_starts)
     counted = DEFAULT_CONFIRM if confirm is None else confirm
     limit = restarts if confirm is None else max_restarts
     start = time.perf_counter()
-    warm = warm_polish(trials, free, fixed, box) if polish_steps > 0 else None  # compiles while DE runs
-    compile_population(trials, free, fixed, box, popsize)
+    model = {"variant": variant}
+    warm = warm_polish(trials, free, fixed, box, **model) if polish_steps > 0 else None  # compiles while DE runs
+    compile_population(trials, free, fixed, box, popsize, **model)
     # Restarts run in threads: XLA releases the GIL, so two populations are scored at once.
     workers = max(1, min(limit, os.cpu_count() or 1) if workers is None else workers)
 
     def one(restart: int) -> tuple[dict[str, float], float, float, int, int, bool]:
         found, scored, bad = de_restart(trials, free, fixed, box, restart, popsize=popsize, tol=tol, maxiter=maxiter,
-                                        seed=seed, candidates=polish_starts)
-        de_nll = _nll64(trials, found[0], free, fixed, box)
+                                        seed=seed, candidates=polish_starts, **model)
+        de_nll = _nll64(trials, found[0], free, fixed, box, **model)
         if warm is not None:
             warm.join()
         best, best_nll = found[0], de_nll
         for candidate in found if polish_steps > 0 else []:
-            polished, value, steps, more_bad = _polish_rounds(trials, candidate, free, fixed, box, polish_steps)
+            polished, value, steps, more_bad = _polish_rounds(trials, candidate, free, fixed, box, polish_steps,
+                                                              **model)
             scored, bad = scored + steps, bad + more_bad
             if value < best_nll:
                 best, best_nll = polished, value
@@ -310,16 +336,18 @@ def fit_subject(trials: Trials, *, free: Sequence[str] = DEFAULT_FREE, fixed: Ma
                 break
     best = int(np.argmin([r[2] for r in runs]))
     parameters, de_nll, nll, _, _, polished = runs[best]
-    return SubjectFit(subject=subject, parameters={n: float(parameters[n]) for n in PARAMETER_NAMES}, nll=float(nll),
-                      restart_nlls=[float(r[1]) for r in runs], evaluations=sum(r[3] for r in runs),
+    base = trials.trials if isinstance(trials, VariantTrials) else trials
+    return SubjectFit(subject=subject, parameters={n: float(parameters[n]) for n in parameter_names(variant)},
+                      nll=float(nll), restart_nlls=[float(r[1]) for r in runs], evaluations=sum(r[3] for r in runs),
                       wall_seconds=time.perf_counter() - start, polished=polished,
-                      polish_gain=float(de_nll - nll), n_lists=int(trials.targets.shape[0]),
-                      n_events=trials.n_events, nonfinite_evaluations=sum(r[4] for r in runs),
+                      polish_gain=float(de_nll - nll), n_lists=int(base.targets.shape[0]),
+                      n_events=base.n_events, nonfinite_evaluations=sum(r[4] for r in runs),
                       final_nlls=[float(r[2]) for r in runs], restarts_at_best=at_best, status=status)
 
 
-def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: Sequence[str] = DEFAULT_FREE,
-        fixed: Mapping[str, float] = DEFAULT_FIXED, bounds: Mapping[str, Sequence[float]] | None = None,
+def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: Sequence[str] | None = None,
+        fixed: Mapping[str, float] = DEFAULT_FIXED, variant: CMRVariant | None = None, similarity: Any = None,
+        bounds: Mapping[str, Sequence[float]] | None = None,
         restarts: int = 2, popsize: int = 15, tol: float = 1e-2, maxiter: int = 1000, seed: int = 0,
         polish_steps: int = 200, polish_starts: int = DEFAULT_CANDIDATES, workers: int | None = None,
         confirm: float | None = DEFAULT_CONFIRM, agree: int = DEFAULT_AGREE, max_restarts: int = 12,
@@ -330,8 +358,12 @@ def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: 
     Args:
         dataset: the recall data.
         subjects: subject ids to fit (default: all).
-        free: names of the free parameters (default: the 11 of jaxcmr's fits).
-        fixed: values of the others (default ``mcf_learning_rate = 1``).
+        free: names of the free parameters (default: the 11 of jaxcmr's fits, and a variant's added ones).
+        fixed: values of the others (default ``mcf_learning_rate = 1``; a variant's added parameters
+            that are neither free nor fixed take their defaults, which make it the base model).
+        variant: a :class:`CMRVariant` (semantic associations, category units, instance M^CF) to fit
+            instead of the base model; ``similarity`` is its ``(K, K)`` similarity over item numbers
+            when it is semantic (:func:`similarity_from_distances`).
         bounds: ``{name: (low, high)}`` overriding the search box of some free parameters (default:
             jaxcmr's :data:`BOUNDS`), within the model's :data:`LIMITS`; e.g. ``{"choice_sensitivity":
             (0, 1000)}`` when τ sits on its bound of 100.
@@ -361,7 +393,12 @@ def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: 
     """
     if not isinstance(dataset, RecallDataset):
         raise TypeError(f"expected a RecallDataset, got {type(dataset).__name__}")
-    free, fixed = _check_free_fixed(free, fixed)
+    if variant is not None and not isinstance(variant, CMRVariant):
+        raise TypeError(f"variant must be a CMRVariant or None, got {type(variant).__name__}")
+    free = (DEFAULT_FREE if variant is None else variant.free) if free is None else free
+    free, fixed = _check_free_fixed(free, fixed, variant)
+    if variant is not None:  # refuses data or a similarity matrix the variant cannot use, before any work
+        prepare_variant(dataset, variant, similarity)
     wanted = [int(s) for s in (dataset.subjects if subjects is None else subjects)]
     missing = sorted(set(wanted) - set(dataset.subjects.tolist()))
     if missing:
@@ -372,6 +409,10 @@ def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: 
                 "polish_steps": polish_steps, "polish_starts": polish_starts, "confirm": confirm, "agree": agree,
                 "max_restarts": max_restarts, "max_seconds": max_seconds,
                 "bounds": {n: [float(v) for v in pair] for n, pair in (bounds or {}).items()}}
+    if variant is not None:  # only then: base-model fits keep their settings
+        settings["variant"] = {"semantic": variant.semantic, "category": variant.category, "memory": variant.memory}
+        if similarity is not None:
+            settings["similarity_sha256"] = hashlib.sha256(np.ascontiguousarray(similarity, np.float64)).hexdigest()
     selections = {s: dataset.select(subjects=[s]) for s in wanted}
     fingerprints = {s: selection.fingerprint() for s, selection in selections.items()}
     done: dict[int, SubjectFit] = {}
@@ -401,11 +442,13 @@ def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: 
             if subject in done:
                 fit_ = done[subject]
             else:
-                trials = prepare(selections[subject], pad_to=padded[subject])
+                trials = (prepare(selections[subject], pad_to=padded[subject]) if variant is None else
+                          prepare_variant(selections[subject], variant, similarity, pad_to=padded[subject]))
                 fit_ = fit_subject(trials, free=free, fixed=fixed, bounds=bounds, restarts=restarts, popsize=popsize,
                                    tol=tol, maxiter=maxiter, seed=seed, polish_steps=polish_steps,
                                    polish_starts=polish_starts, subject=subject, workers=workers, confirm=confirm,
-                                   agree=agree, max_restarts=max_restarts, max_seconds=max_seconds)
+                                   agree=agree, max_restarts=max_restarts, max_seconds=max_seconds,
+                                   variant=variant)
                 fit_.data_fingerprint = fingerprints[subject]
             result.fits.append(fit_)
             if results_path is not None:

@@ -30,6 +30,7 @@ import numpy as np
 from scipy.optimize import differential_evolution, minimize
 
 from superpose.numerics import float64_enabled
+from superpose.recall import variants as _variants
 from superpose.recall.likelihood import Trials, _total_nll, jit, negative_log_likelihood, score_population
 from superpose.recall.parameters import (
     BOUNDS,
@@ -40,12 +41,58 @@ from superpose.recall.parameters import (
     make_parameters,
     to_unbounded,
 )
+from superpose.recall.variants import (
+    VARIANT_BOUNDS,
+    VARIANT_DEFAULTS,
+    VARIANT_LIMITS,
+    CMRVariant,
+    VariantParameters,
+    VariantTrials,
+    make_variant_parameters,
+    variant_nll,
+)
 
 NONFINITE_SCORE = 1e12
 """What an infinite likelihood (a region the model cannot explain) is scored as during a fit."""
 
 Box = dict[str, tuple[float, float]]
 """The open search interval of each free parameter."""
+
+ALL_BOUNDS: dict[str, tuple[float, float]] = {**BOUNDS, **VARIANT_BOUNDS}
+"""Default search box of every parameter, the base model's and the variants' added ones."""
+ALL_LIMITS: dict[str, tuple[float, float]] = {**LIMITS, **VARIANT_LIMITS}
+"""What the model accepts for every parameter."""
+
+
+def parameter_names(variant: CMRVariant | None) -> tuple[str, ...]:
+    """The base model's 12 parameters, then those ``variant`` adds (None: the base model)."""
+    return PARAMETER_NAMES + (variant.extra if variant is not None else ())
+
+
+def build(values: Mapping[str, Any], variant: CMRVariant | None) -> CMRParameters | VariantParameters:
+    """The parameter pytree of ``values`` (scalars or ``(P,)`` arrays, every name of the model), unchecked;
+    a variant's other added parameters take their defaults."""
+    base = CMRParameters(**{n: values[n] for n in PARAMETER_NAMES})
+    if variant is None:
+        return base
+    like = jnp.asarray(values["encoding_drift_rate"])
+    return VariantParameters(cmr=base, **{n: values[n] if n in values else jnp.full_like(like, VARIANT_DEFAULTS[n])
+                                          for n in VARIANT_DEFAULTS})
+
+
+def model_total_nll(values: Mapping[str, Any], trials: Trials | VariantTrials, n_items: int,
+                    variant: CMRVariant | None) -> jax.Array:
+    """The NLL of one set (traceable): the base model's or ``variant``'s."""
+    if variant is None:
+        return _total_nll(build(values, None), trials, n_items)
+    return _variants._total_nll(build(values, variant), trials, n_items, variant)
+
+
+def score(values: Mapping[str, np.ndarray], trials: Trials | VariantTrials, variant: CMRVariant | None) -> jax.Array:
+    """NLLs ``(P,)`` of a population given as ``(P,)`` arrays by name, in one jitted call (no checks)."""
+    if variant is None:
+        return score_population(build(values, None), trials)
+    return _variants._population(build(values, variant), trials, trials.n_items, variant)
 
 _EPS = 2.220446049250313e-16
 POLISH_ROUNDS = 5
@@ -62,30 +109,30 @@ def open_interval(low: float, high: float) -> tuple[float, float]:
 
 
 def search_box(free: Sequence[str], bounds: Mapping[str, Sequence[float]] | None = None) -> Box:
-    """The open search box of the free parameters: :data:`BOUNDS`, with ``bounds`` overriding some.
+    """The open search box of the free parameters: :data:`ALL_BOUNDS`, with ``bounds`` overriding some.
 
     Raises ValueError for an override of an unknown or non-free parameter, one that is not two
-    finite numbers ``low < high``, or one outside the model's :data:`LIMITS`.
+    finite numbers ``low < high``, or one outside the model's :data:`ALL_LIMITS`.
     """
     bounds = {} if bounds is None else dict(bounds)
     if not isinstance(bounds, dict):
         raise TypeError(f"bounds must be a mapping of name -> (low, high), got {type(bounds).__name__}")
     for name, pair in bounds.items():
-        if name not in PARAMETER_NAMES:
-            raise ValueError(f"bounds names an unknown parameter {name!r}; the names are {list(PARAMETER_NAMES)}")
+        if name not in ALL_BOUNDS:
+            raise ValueError(f"bounds names an unknown parameter {name!r}; the names are {list(ALL_BOUNDS)}")
         if name not in free:
             raise ValueError(f"bounds are given for {name!r}, which is not free in this fit (free: {list(free)})")
         try:
             low, high = (float(v) for v in pair)
         except (TypeError, ValueError):
             raise ValueError(f"bounds[{name!r}] must be two numbers (low, high), got {pair!r}") from None
-        limit_low, limit_high = LIMITS[name]
+        limit_low, limit_high = ALL_LIMITS[name]
         if not (np.isfinite(low) and np.isfinite(high) and low < high):
             raise ValueError(f"bounds[{name!r}] must be finite with low < high, got ({low:g}, {high:g})")
         if low < limit_low or high > limit_high:
             raise ValueError(f"bounds[{name!r}] = ({low:g}, {high:g}) leaves the model's limits "
                              f"[{limit_low:g}, {limit_high:g}]")
-    return {n: open_interval(*(bounds[n] if n in bounds else BOUNDS[n])) for n in free}
+    return {n: open_interval(*(bounds[n] if n in bounds else ALL_BOUNDS[n])) for n in free}
 
 
 def _box_arrays(box: Box, free: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -120,30 +167,34 @@ def screen_nonfinite(nll: np.ndarray, x: np.ndarray, free: Sequence[str], box: B
     return np.where(bad, NONFINITE_SCORE, nll), int(bad.sum())
 
 
-@partial(jit, static_argnames=("free", "n_items"))
-def _value_and_grad64(z: jax.Array, fixed_values: jax.Array, lows: jax.Array, highs: jax.Array, trials: Trials,
-                      free: tuple[str, ...], n_items: int) -> tuple[jax.Array, jax.Array]:
+@partial(jit, static_argnames=("free", "n_items", "variant"))
+def _value_and_grad64(z: jax.Array, fixed_values: jax.Array, lows: jax.Array, highs: jax.Array,
+                      trials: Trials | VariantTrials, free: tuple[str, ...], n_items: int,
+                      variant: CMRVariant | None = None) -> tuple[jax.Array, jax.Array]:
     """NLL and its gradient in the logit coordinates of the free parameters (float64 inputs)."""
-    names = tuple(n for n in PARAMETER_NAMES if n not in free)
+    names = tuple(n for n in parameter_names(variant) if n not in free)
 
     def objective(z: jax.Array) -> jax.Array:
         values = from_unbounded(z, lows, highs)
         params = {n: values[i] for i, n in enumerate(free)} | {n: fixed_values[i] for i, n in enumerate(names)}
-        return _total_nll(CMRParameters(**params), trials, n_items)
+        return model_total_nll(params, trials, n_items, variant)
 
     return jax.value_and_grad(objective)(z)
 
 
-def _objective64(trials: Trials, free: tuple[str, ...], fixed: Mapping[str, float], box: Box) -> tuple[Any, Any, Any]:
+def _objective64(trials: Trials | VariantTrials, free: tuple[str, ...], fixed: Mapping[str, float], box: Box,
+                 variant: CMRVariant | None = None) -> tuple[Any, Any, Any]:
     """(value-and-gradient function of logit coordinates, to-logit map, from-logit map), float64."""
     lows, highs = _box_arrays(box, free)
-    names = tuple(n for n in PARAMETER_NAMES if n not in free)
+    names = tuple(n for n in parameter_names(variant) if n not in free)
     fixed_values = np.array([fixed[n] for n in names], np.float64)
+    static = {} if variant is None else {"variant": variant}  # the base model's call stays as it was
 
     def value_and_grad(z: np.ndarray) -> tuple[float, np.ndarray]:
         with float64_enabled():
             value, grad = _value_and_grad64(jnp.asarray(z, jnp.float64), jnp.asarray(fixed_values),
-                                            jnp.asarray(lows), jnp.asarray(highs), trials, free, trials.n_items)
+                                            jnp.asarray(lows), jnp.asarray(highs), trials, free, trials.n_items,
+                                            **static)
             return float(value), np.asarray(grad, np.float64)
 
     margin = 1e-12 * (highs - lows)  # a start on a bound maps to a large but finite logit
@@ -159,10 +210,11 @@ def _objective64(trials: Trials, free: tuple[str, ...], fixed: Mapping[str, floa
     return value_and_grad, to_z, from_z
 
 
-def polish_once(trials: Trials, start: Mapping[str, float], free: tuple[str, ...], fixed: dict[str, float], box: Box,
-                steps: int, tolerance: float = 1e-7) -> tuple[dict[str, float], float, int, int]:
+def polish_once(trials: Trials | VariantTrials, start: Mapping[str, float], free: tuple[str, ...],
+                fixed: dict[str, float], box: Box, steps: int, tolerance: float = 1e-7, *,
+                variant: CMRVariant | None = None) -> tuple[dict[str, float], float, int, int]:
     """One L-BFGS run: (parameters, NLL, evaluations, non-finite evaluations scored as 1e12)."""
-    value_and_grad, to_z, from_z = _objective64(trials, free, fixed, box)
+    value_and_grad, to_z, from_z = _objective64(trials, free, fixed, box, variant)
     z0 = to_z(np.array([start[n] for n in free], np.float64))
     nonfinite = [0]
 
@@ -181,16 +233,16 @@ def polish_once(trials: Trials, start: Mapping[str, float], free: tuple[str, ...
     return out, float(result.fun), int(result.nfev), nonfinite[0]
 
 
-def polish(trials: Trials, start: Mapping[str, float], free: tuple[str, ...], fixed: dict[str, float], box: Box,
-           steps: int) -> tuple[dict[str, float], float, int, int]:
+def polish(trials: Trials | VariantTrials, start: Mapping[str, float], free: tuple[str, ...], fixed: dict[str, float],
+           box: Box, steps: int, *, variant: CMRVariant | None = None) -> tuple[dict[str, float], float, int, int]:
     """L-BFGS rounds from ``start`` (NLL measured here) until one gains < :data:`POLISH_GAIN`, keeping only
     improvements: (parameters, NLL, evaluations, non-finite evaluations)."""
-    best, best_nll = dict(start), nll64(trials, start, free, fixed, box)
+    best, best_nll = dict(start), nll64(trials, start, free, fixed, box, variant=variant)
     evaluations = bad = 0
     for _ in range(POLISH_ROUNDS if steps > 0 else 0):
-        candidate, _, count, nonfinite = polish_once(trials, best, free, fixed, box, steps)
+        candidate, _, count, nonfinite = polish_once(trials, best, free, fixed, box, steps, variant=variant)
         evaluations, bad = evaluations + count, bad + nonfinite
-        candidate_nll = nll64(trials, candidate, free, fixed, box)
+        candidate_nll = nll64(trials, candidate, free, fixed, box, variant=variant)
         gain = best_nll - candidate_nll if np.isfinite(candidate_nll) else -np.inf
         if gain > 0:
             best, best_nll = candidate, candidate_nll
@@ -199,42 +251,45 @@ def polish(trials: Trials, start: Mapping[str, float], free: tuple[str, ...], fi
     return best, best_nll, evaluations, bad
 
 
-def nll64(trials: Trials, parameters: Mapping[str, float], free: Sequence[str], fixed: Mapping[str, float],
-          box: Box) -> float:
+def nll64(trials: Trials | VariantTrials, parameters: Mapping[str, float], free: Sequence[str],
+          fixed: Mapping[str, float], box: Box, *, variant: CMRVariant | None = None) -> float:
     """The NLL of one parameter set in float64 (the number every fit reports)."""
-    make_parameters(dict(parameters))
+    check = make_parameters if variant is None else make_variant_parameters
+    check(dict(parameters))
     free = tuple(free)
-    value_and_grad, to_z, _ = _objective64(trials, free, fixed, box)
+    value_and_grad, to_z, _ = _objective64(trials, free, fixed, box, variant)
     x = np.array([parameters[n] for n in free], np.float64)
     lows, highs = _box_arrays(box, free)
     if np.any(x < lows) or np.any(x > highs):  # outside the search box: score directly
         with float64_enabled():
-            params = make_parameters({k: np.float64(v) for k, v in parameters.items()})
-            return float(negative_log_likelihood(params, Trials(*trials)))
+            params = check({k: np.float64(v) for k, v in parameters.items()})
+            if variant is None:
+                return float(negative_log_likelihood(params, Trials(*trials)))
+            return float(variant_nll(params, trials, variant))
     return value_and_grad(to_z(x))[0]
 
 
-def warm_polish(trials: Trials, free: tuple[str, ...], fixed: dict[str, float], box: Box) -> threading.Thread:
+def warm_polish(trials: Trials | VariantTrials, free: tuple[str, ...], fixed: dict[str, float], box: Box, *,
+                variant: CMRVariant | None = None) -> threading.Thread:
     """Compiles the float64 value and gradient in a thread (joined before the first polish)."""
-    value_and_grad, to_z, _ = _objective64(trials, free, fixed, box)
+    value_and_grad, to_z, _ = _objective64(trials, free, fixed, box, variant)
     middle = np.array([sum(box[n]) / 2 for n in free])
     warm = threading.Thread(target=lambda: value_and_grad(to_z(middle)), daemon=True)
     warm.start()
     return warm
 
 
-def compile_population(trials: Trials, free: tuple[str, ...], fixed: dict[str, float], box: Box,
-                       popsize: int) -> None:
+def compile_population(trials: Trials | VariantTrials, free: tuple[str, ...], fixed: dict[str, float], box: Box,
+                       popsize: int, *, variant: CMRVariant | None = None) -> None:
     """Compiles the population function once, before several restarts' threads all ask for it."""
     size = popsize * len(free)
     middle = {n: np.full(size, sum(box[n]) / 2, np.float32) for n in free}
-    score_population(CMRParameters(**middle, **{n: np.full(size, v, np.float32) for n, v in fixed.items()}),
-                     trials).block_until_ready()
+    score(middle | {n: np.full(size, v, np.float32) for n, v in fixed.items()}, trials, variant).block_until_ready()
 
 
-def de_restart(trials: Trials, free: tuple[str, ...], fixed: dict[str, float], box: Box, restart: int, *,
-               popsize: int, tol: float, maxiter: int, seed: int, candidates: int
-               ) -> tuple[list[dict[str, float]], int, int]:
+def de_restart(trials: Trials | VariantTrials, free: tuple[str, ...], fixed: dict[str, float], box: Box,
+               restart: int, *, popsize: int, tol: float, maxiter: int, seed: int, candidates: int,
+               variant: CMRVariant | None = None) -> tuple[list[dict[str, float]], int, int]:
     """One differential-evolution run (seeded ``seed·1000 + restart``) in the search coordinates.
 
     Returns (the ``candidates`` best distinct members of the final population, best first, as
@@ -256,7 +311,7 @@ def de_restart(trials: Trials, free: tuple[str, ...], fixed: dict[str, float], b
         x32 = np.asarray(to_x(y), np.float32)
         values = dict(zip(free, x32))
         values.update({n: np.full(y.shape[1], v, np.float32) for n, v in fixed.items()})
-        nll = np.asarray(score_population(CMRParameters(**values), trials), np.float64)
+        nll = np.asarray(score(values, trials, variant), np.float64)
         # float32 may round a value onto a closed bound (outside the open box), where NaN can occur
         nll, bad = screen_nonfinite(nll, x32, free, box)
         counts[1] += bad
