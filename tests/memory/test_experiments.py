@@ -26,6 +26,7 @@ def test_memory_error_reports_slope_and_clipping(tmp_path):
     assert metrics["divergence_bound"]["applicable"] is False
 
 
+@pytest.mark.slow  # 31 s on the 2-core Xeon: the default run's budget (issue 16's tests took its room)
 def test_memory_capacity_orders_the_families(tmp_path):
     metrics = run(tmp_path, "memory-capacity", dim=48, counts="3,6,12,24,48", probes=16, orders="2,3")
     classical = metrics["order2"]["largest_K_with_90pct_success"]

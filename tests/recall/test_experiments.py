@@ -32,7 +32,7 @@ def test_choice_rule_collapses_only_when_scaling_first(tmp_path):
 
 
 def test_recovery_fits_are_at_least_as_good_as_the_truth(tmp_path):
-    metrics, kinds = run(tmp_path, "recall-recovery", n_subjects=3, lists=16, list_length=10)
+    metrics, kinds = run(tmp_path, "recall-recovery", n_subjects=3, lists=16, list_length=10, confirm=0)
     assert "png" in kinds
     assert metrics["fits_at_least_as_good_as_truth"] == 1.0, metrics["nll_fit_minus_truth"]
     assert set(metrics["correlations"]) >= {"choice_sensitivity", "recall_drift_rate"}
@@ -61,7 +61,7 @@ def test_recovery_fits_are_at_least_as_good_as_the_truth(tmp_path):
 
 @pytest.mark.skipif(not psifr_available(), reason="psifr (the 'recall' extra) is not installed")
 def test_recall_fit_on_one_morton_subject_beats_cymr(tmp_path):
-    metrics, kinds = run(tmp_path, "recall-fit", subjects="1", restarts=1, popsize=8, sim_repeats=2)
+    metrics, kinds = run(tmp_path, "recall-fit", subjects="1", restarts=1, popsize=8, sim_repeats=2, confirm=0)
     assert {"png", "html"} <= kinds
     # cymr's best fit of this subject reaches 1557.9 (issue's measurement); the polish gets below it
     assert metrics["nll_by_subject"]["1"] < 1557.9

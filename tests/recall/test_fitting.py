@@ -49,7 +49,8 @@ def test_padding_to_a_common_shape_does_not_change_the_likelihood(two_subjects):
 
 def test_fit_recovers_parameters_and_beats_the_truth(two_subjects, tmp_path):
     path = tmp_path / "fits.json"
-    result = fit(two_subjects, free=FREE, fixed=FIXED, restarts=2, popsize=10, seed=1, results_path=path, confirm=None)
+    result = fit(two_subjects, free=FREE, fixed=FIXED, restarts=2, popsize=10, seed=1, results_path=path, confirm=None,
+                 polish_starts=1)
     assert [f.subject for f in result.fits] == [1, 2]
     for f, tau in zip(result.fits, (4.0, 8.0)):
         truth_nll = nll64(prepare(two_subjects.select(subjects=[f.subject])), {**TRUTH, "choice_sensitivity": tau})
@@ -64,7 +65,7 @@ def test_fit_recovers_parameters_and_beats_the_truth(two_subjects, tmp_path):
     assert again.fits[0].nll == result.fits[0].nll
     # resuming with the same settings reuses finished subjects instead of refitting them
     resumed = fit(two_subjects, free=FREE, fixed=FIXED, restarts=2, popsize=10, seed=1, results_path=path,
-                  confirm=None)
+                  confirm=None, polish_starts=1)
     assert [f.wall_seconds for f in resumed.fits] == [f.wall_seconds for f in result.fits]
     table = result.table()
     assert list(table["subject"]) == [1, 2] and "choice_sensitivity" in table

@@ -15,12 +15,16 @@ from matplotlib.colors import to_hex
 from superpose.numerics import choice_probabilities, float64_enabled, log_choice_probability_of
 from superpose.numerics.experiments import scale_then_mask
 from superpose.recall.analyses import lag_crp, pnr, spc
+from superpose.recall.clustering import distances_by_item
+from superpose.recall.compare import VARIANTS as COMPARE_VARIANTS
+from superpose.recall.compare import compare_variants, summarise, winners
 from superpose.recall.data import RecallDataset
 from superpose.recall.fitting import AT_BOUND_FRACTION, DEFAULT_AGREE, fit, nll64
 from superpose.recall.likelihood import event_activations, prepare
 from superpose.recall.parameters import DEFAULT_FIXED, DEFAULT_FREE, make_parameters
 from superpose.recall.samples import SAMPLES, load_sample
 from superpose.recall.search import search_box
+from superpose.recall.variants import similarity_from_distances
 from superpose.recall.simulation import simulate, simulate_like
 from superpose.runner import ExperimentConfig, RunContext, experiment, param
 from superpose.runner.files import write_text
@@ -236,8 +240,12 @@ class RecoveryConfig(ExperimentConfig):
     n_subjects: int = param(12, "simulated subjects (one parameter set each)", low=2, high=500)
     lists: int = param(48, "lists per subject", low=1, high=1000)
     list_length: int = param(24, "items per list", low=2, high=100)
-    restarts: int = param(2, "the fewest DE restarts per subject (more until two reach the best)", low=1, high=64)
+    restarts: int = param(2, "the fewest DE restarts per subject (exactly this many when confirm is 0)", low=1,
+                          high=64)
     polish_steps: int = param(200, "L-BFGS iterations of the float64 polish", low=0)
+    confirm: float = param(0.0, "nats: > 0 runs restarts until two end within this of the best; 0 = exactly "
+                                "`restarts` (the default: the fits are compared with the truth, not certified)",
+                           low=0.0, high=100.0)
 
 
 # Parameters are drawn from a box of typical fitted values (the full bounds include regions where
@@ -250,7 +258,7 @@ RECOVERY_BOX = {
 }
 
 
-@experiment("recall-recovery", RecoveryConfig, quick={"n_subjects": 4, "lists": 24})
+@experiment("recall-recovery", RecoveryConfig, quick={"n_subjects": 4, "lists": 24, "confirm": 0.0})
 def recall_recovery(config: RecoveryConfig, run: RunContext) -> None:
     """Parameter recovery: fitted against true values per parameter, with correlations."""
     plt = pyplot()
@@ -270,6 +278,7 @@ def recall_recovery(config: RecoveryConfig, run: RunContext) -> None:
         recalls=np.concatenate([np.pad(d.recalls, ((0, 0), (0, config.list_length - d.recalls.shape[1])))
                                 for d in datasets]))
     result = fit(combined, restarts=config.restarts, seed=config.seed, polish_steps=config.polish_steps,
+                 confirm=config.confirm if config.confirm > 0 else None,
                  show_progress=run.progress is not None, results_path=run.out / "fits.json")
     fitted = {f.subject: f for f in result.fits}
     true_nll = [nll64(prepare(combined.select(subjects=[i + 1])), truths[i]) for i in range(config.n_subjects)]
@@ -391,3 +400,71 @@ def recall_choice_rule(config: ChoiceRuleConfig, run: RunContext) -> None:
              f"τ = {metrics['scale_then_mask_float32_first_collapse_tau']} in float32 and "
              f"τ = {metrics['scale_then_mask_float64_first_collapse_tau']} in float64; mask-then-scale never does.")
 
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareConfig(ExperimentConfig):
+    """Fit CMR variants to Morton2013 subjects and compare them by NLL, AIC, BIC and held-out likelihood."""
+
+    subjects: str = param("first:2", "'all', 'first:N' (the N lowest ids) or comma-separated Morton2013 subject ids")
+    variants: tuple[str, ...] = param(tuple(COMPARE_VARIANTS), f"variants to fit, from {', '.join(COMPARE_VARIANTS)}")
+    folds: int = param(2, "k-fold cross-validation over each subject's lists (0 = none)", low=0, high=48)
+    restarts: int = param(2, "the fewest DE restarts per fit (exactly this many when confirm is 0)", low=1, high=64)
+    confirm: float = param(0.1, "nats: restarts go on until two end within this of the best; 0 = exactly `restarts`",
+                           low=0.0, high=100.0)
+
+    def check(self) -> None:
+        _parse_subjects(self.subjects)
+        unknown = [v for v in self.variants if v not in COMPARE_VARIANTS]
+        if unknown or not self.variants:
+            raise ValueError(f"variants must be names from {list(COMPARE_VARIANTS)}, got {list(self.variants)}")
+        if self.folds == 1:
+            raise ValueError("folds must be 0 (no cross-validation) or at least 2")
+
+
+@experiment("recall-compare", CompareConfig,
+            quick={"subjects": "first:1", "variants": ("base", "semantic"), "folds": 0, "restarts": 1, "confirm": 0.0})
+def recall_compare(config: CompareConfig, run: RunContext) -> None:
+    """CMR variants (base, + category, + semantics, + both, instance M^CF) compared per subject."""
+    from psifr import fr
+
+    plt = pyplot()
+    dataset = _chosen_subjects(load_sample("Morton2013"), config.subjects)
+    similarity = similarity_from_distances(distances_by_item(dataset, *fr.sample_distances("Morton2013")))
+    table = compare_variants(dataset, config.variants, similarity=similarity, folds=config.folds,
+                             key=jax.random.fold_in(run.key, 2), restarts=config.restarts, seed=config.seed,
+                             confirm=config.confirm if config.confirm > 0 else None, results_dir=run.out)
+    summary = summarise(table)
+    write_text(run.out / "compare.csv", table.to_csv(index=False))
+    write_text(run.out / "summary.csv", summary.to_csv(index=False))
+    criteria = [c for c in ("aic", "bic", "cv_nll") if c in table]
+    labels = {"aic": "AIC", "bic": "BIC", "cv_nll": f"held-out NLL ({config.folds}-fold)"}
+    fig, axes = plt.subplots(1, len(criteria), figsize=(4.6 * len(criteria), 4.2), squeeze=False)
+    names = list(summary["variant"])
+    reference = "base" if "base" in names else names[0]
+    for ax, criterion in zip(axes[0], criteria):
+        per_subject = table.pivot(index="subject", columns="variant", values=criterion)
+        delta = per_subject.sub(per_subject[reference], axis=0)[names]
+        ax.bar(range(len(names)), delta.sum(0), color="0.75", label="sum over subjects")
+        for i, name in enumerate(names):
+            ax.scatter(np.full(len(delta), i), delta[name], s=14, color="C0", zorder=3,
+                       label="one subject" if i == 0 else None)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set(xticks=range(len(names)), ylabel=f"{labels[criterion]} − {reference}'s (lower is better)",
+               title=labels[criterion])
+        ax.set_xticklabels(names, rotation=30, ha="right")
+        ax.legend(frameon=False, fontsize=8)
+    fig.suptitle(f"Morton2013: CMR variants against {reference} ({table['subject'].nunique()} subjects)")
+    run.save_figure(fig, "criteria", caption="Each criterion's difference from the reference model, summed over "
+                    "subjects (bars) and per subject (points); negative: the variant is better.")
+    best = winners(summary)
+    run.log_metrics(subjects=int(table["subject"].nunique()), winners=best,
+                    **{f"sum_{c}_by_variant": dict(zip(summary["variant"], map(float, summary[c])))
+                       for c in ("nll", *criteria)})
+    run.note("Per criterion, the variant with the lowest sum over subjects: " + "; ".join(
+        f"{labels.get(c, 'NLL')}: {w} ({float(summary.set_index('variant').loc[w, c] - summary.set_index('variant').loc[reference, c]):+.1f} "
+        f"against {reference})" for c, w in best.items()) + f". Each variant was fitted to each subject with at least "
+        f"{config.restarts} restarts ({'confirmed within ' + format(config.confirm, 'g') + ' nats' if config.confirm > 0 else 'no confirmation'}); "
+        "AIC = 2k + 2·NLL, BIC = k·ln(n events) + 2·NLL" + (f"; held-out NLL sums each of {config.folds} folds of a subject's lists "
+        "scored under the variant fitted to the other folds (the same keyed split for every variant)" if config.folds else
+        "; no cross-validation (folds = 0)") + ". The variants are not simulated yet, so no data-against-model curves.")

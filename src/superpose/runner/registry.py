@@ -47,8 +47,9 @@ EXPECTED_SECONDS: Mapping[str, Mapping[str, float]] = {
     "toy-hierarchy": {"full": 295.0, "quick": 11.3},
     "toy-geometry": {"full": 102.0, "quick": 6.9},
     "recall-fit": {"full": 247.0, "quick": 3.6},  # full: the certified fit (issue 16), its own run
-    "recall-recovery": {"full": 189.0, "quick": 7.8},  # full: with the certified fit, its own run
+    "recall-recovery": {"full": 84.0, "quick": 7.8},  # full: issue 16's search, 2 restarts, its own run
     "recall-choice-rule": {"full": 6.0, "quick": 3.0},
+    "recall-compare": {"full": 362.0, "quick": 36.0},  # own runs, 2026-12-02 (quick: with tests sharing the cores)
     "scales-stability": {"full": 26.0, "quick": 6.0},
     "sae-circles": {"full": 57.0, "quick": 18.3},
     "sae-sweep": {"full": 328.0, "quick": 26.1},

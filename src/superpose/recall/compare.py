@@ -1,0 +1,154 @@
+"""Model comparison of CMR variants: per-subject NLL, AIC, BIC and cross-validated likelihood.
+
+:func:`compare_variants` fits each variant to each subject (:func:`superpose.recall.fit`, the
+certified search) and scores it by
+
+- NLL (nats) at the fit, with k free parameters and n scored events (recalls and stops);
+- AIC = 2k + 2·NLL and BIC = k·ln n + 2·NLL (lower is better; both assume the fit is the maximum
+  of the likelihood and the events independent given the parameters, as the likelihood does);
+- with ``folds`` ≥ 2, the held-out NLL of k-fold cross-validation over each subject's lists: the
+  lists are split into ``folds`` parts by a keyed permutation (the same split for every variant),
+  each part scored in float64 under the variant fitted to the others, and the parts' NLLs summed.
+
+The variants are nested in the base model's direction (each added parameter's default gives the
+base model), so a variant's NLL can only be lower at its optimum; AIC, BIC and the held-out
+likelihood say whether the improvement pays for its parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+import pandas as pd
+
+from superpose.numerics import float64_enabled
+from superpose.recall.data import RecallDataset
+from superpose.recall.fitting import FitResult, fit
+from superpose.recall.likelihood import list_log_likelihoods, prepare
+from superpose.recall.parameters import make_parameters
+from superpose.recall.variants import (
+    CMRVariant,
+    make_variant_parameters,
+    prepare_variant,
+    variant_list_log_likelihoods,
+)
+
+VARIANTS: dict[str, CMRVariant | None] = {
+    "base": None,
+    "category": CMRVariant(category=True),
+    "semantic": CMRVariant(semantic=True),
+    "semantic+category": CMRVariant(semantic=True, category=True),
+    "instance": CMRVariant(memory="instance"),
+}
+"""The variants :func:`compare_variants` knows by name (None: the base model)."""
+
+
+def _held_out_nll(result: FitResult, subject: int, test: RecallDataset, variant: CMRVariant | None,
+                  similarity: Any) -> float:
+    """Float64 NLL of the ``test`` lists under the subject's fitted parameters."""
+    values = {k: np.float64(v) for k, v in next(f for f in result.fits if f.subject == subject).parameters.items()}
+    with float64_enabled():
+        if variant is None:
+            return -float(np.sum(np.asarray(list_log_likelihoods(make_parameters(values), prepare(test)))))
+        trials = prepare_variant(test, variant, similarity if variant.semantic else None)
+        return -float(np.sum(np.asarray(variant_list_log_likelihoods(make_variant_parameters(values), trials,
+                                                                      variant))))
+
+
+def fold_assignment(n_lists: int, folds: int, key: jax.Array) -> np.ndarray:
+    """``(n_lists,)`` fold index 0..folds−1 of each list: a keyed permutation cut into near-equal parts."""
+    order = np.asarray(jax.random.permutation(key, n_lists))
+    out = np.empty(n_lists, np.int64)
+    for index, part in enumerate(np.array_split(order, folds)):
+        out[part] = index
+    return out
+
+
+def compare_variants(dataset: RecallDataset, variants: Sequence[str], *, similarity: Any = None, folds: int = 0,
+                     key: jax.Array | None = None, progress: Callable[[str], None] | None = None,
+                     results_dir: Any = None, **fit_options: Any) -> pd.DataFrame:
+    """Fits every named variant to every subject of ``dataset`` and scores it.
+
+    Args:
+        dataset: the recall data (Morton2013 has what every variant needs: item numbers and categories).
+        variants: names from :data:`VARIANTS`.
+        similarity: ``(K, K)`` similarity over item numbers, needed by semantic variants.
+        folds: k of the cross-validation over each subject's lists (0: none; else 2..the fewest lists).
+        key: PRNG key of the fold split (needed when ``folds`` ≥ 2).
+        progress: called with a short text after each fit.
+        results_dir: if given, each variant's fits go to ``<results_dir>/fits-<variant>.json`` (resumable).
+        fit_options: passed to :func:`fit` (``restarts``, ``confirm``, ``seed``, ...).
+
+    Returns:
+        One row per variant and subject: ``variant``, ``subject``, ``k`` (free parameters),
+        ``n_events``, ``nll``, ``aic``, ``bic``, ``status`` of the fit, and with folds ``cv_nll``
+        (held-out NLL summed over folds, nats) and ``cv_events``.
+
+    Raises:
+        ValueError: for an unknown variant name, bad ``folds``, a missing key, or data or a similarity
+            matrix a variant cannot use (before any fit).
+    """
+    if not isinstance(dataset, RecallDataset):
+        raise TypeError(f"expected a RecallDataset, got {type(dataset).__name__}")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise ValueError(f"variants must be names from {list(VARIANTS)}, got {list(variants)}")
+    fewest = min(int(np.sum(dataset.subject == s)) for s in dataset.subjects)
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 0 or folds == 1 or folds > fewest:
+        raise ValueError(f"folds must be 0 (no cross-validation) or an integer from 2 to {fewest} (the fewest lists "
+                         f"of a subject), got {folds!r}")
+    if folds and key is None:
+        raise ValueError("cross-validation needs a PRNG key for the fold split (key=jax.random.key(...))")
+    for name in variants:  # every variant's needs, checked before the first fit
+        if VARIANTS[name] is not None:
+            prepare_variant(dataset.select(subjects=[int(dataset.subjects[0])]), VARIANTS[name],
+                            similarity if VARIANTS[name].semantic else None)
+    rows = []
+    for name in variants:
+        variant = VARIANTS[name]
+        needs = similarity if variant is not None and variant.semantic else None
+        path = None if results_dir is None else f"{results_dir}/fits-{name}.json"
+        result = fit(dataset, variant=variant, similarity=needs, results_path=path, **fit_options)
+        k = len(result.free)
+        for f in result.fits:
+            rows.append({"variant": name, "subject": f.subject, "k": k, "n_events": f.n_events, "nll": f.nll,
+                         "aic": 2 * k + 2 * f.nll, "bic": k * np.log(f.n_events) + 2 * f.nll, "status": f.status})
+        if progress is not None:
+            progress(f"{name}: fitted {len(result.fits)} subjects")
+        if folds:
+            for row in rows[-len(result.fits):]:
+                subject = row["subject"]
+                lists = np.flatnonzero(dataset.subject == subject)
+                assignment = fold_assignment(lists.size, folds, jax.random.fold_in(key, subject))
+                held_out, events = 0.0, 0
+                for fold in range(folds):
+                    train = dataset.select(lists[assignment != fold])
+                    test = dataset.select(lists[assignment == fold])
+                    fitted = fit(train, variant=variant, similarity=needs, **fit_options)
+                    held_out += _held_out_nll(fitted, subject, test, variant, needs)
+                    events += int(test.correct.sum()) + test.n_lists  # recalls scored, and one stop per list
+                row["cv_nll"], row["cv_events"] = held_out, events
+                if progress is not None:
+                    progress(f"{name}: {folds}-fold cross-validation of subject {subject}")
+    return pd.DataFrame(rows)
+
+
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """Per variant: subjects and the sums of ``nll``, ``aic``, ``bic`` (and ``cv_nll``), with each one's
+    difference from the base model's (or the first variant's) sum; lower is better."""
+    columns = [c for c in ("nll", "aic", "bic", "cv_nll") if c in table]
+    summary = table.groupby("variant", sort=False).agg(subjects=("subject", "nunique"), k=("k", "first"),
+                                                        **{c: (c, "sum") for c in columns})
+    reference = "base" if "base" in summary.index else summary.index[0]
+    for c in columns:
+        summary[f"delta_{c}"] = summary[c] - summary.loc[reference, c]
+    return summary.reset_index()
+
+
+def winners(summary: pd.DataFrame) -> Mapping[str, str]:
+    """The variant with the lowest sum by each criterion in ``summary`` (``nll``, ``aic``, ``bic``, ``cv_nll``)."""
+    return {c: str(summary.loc[summary[c].idxmin(), "variant"]) for c in ("nll", "aic", "bic", "cv_nll")
+            if c in summary}

@@ -1,0 +1,49 @@
+"""Model comparison of CMR variants (recall.compare): criteria, nesting, the cross-validation split."""
+
+import jax
+import numpy as np
+import pytest
+
+from superpose.recall.compare import compare_variants, fold_assignment, summarise, winners
+
+from .test_variants import data  # noqa: F401  (the module-scoped small data set with categories and similarity)
+
+
+def test_fold_assignment_is_a_keyed_near_equal_partition():
+    a = fold_assignment(11, 3, jax.random.key(4))
+    assert sorted(np.bincount(a).tolist()) == [3, 4, 4] and set(a.tolist()) == {0, 1, 2}
+    np.testing.assert_array_equal(a, fold_assignment(11, 3, jax.random.key(4)))
+    assert not np.array_equal(a, fold_assignment(11, 3, jax.random.key(5)))
+
+
+def test_compare_variants_scores_nested_models(data):  # noqa: F811
+    dataset, similarity = data
+    table = compare_variants(dataset, ["base", "semantic"], similarity=similarity, restarts=1, confirm=None,
+                             popsize=5, maxiter=30, seed=0)
+    base, semantic = (table[table.variant == v].iloc[0] for v in ("base", "semantic"))
+    assert (base.k, semantic.k) == (11, 12) and "cv_nll" not in table
+    assert semantic.nll <= base.nll + 1e-6  # semantic_scale = 0 is the base model: nested
+    for row in (base, semantic):
+        assert row.aic == pytest.approx(2 * row.k + 2 * row.nll)
+        assert row.bic == pytest.approx(row.k * np.log(row.n_events) + 2 * row.nll)
+    summary = summarise(table)
+    assert summary.loc[summary.variant == "base", "delta_aic"].item() == 0.0
+    assert winners(summary)["nll"] == "semantic"
+    with pytest.raises(ValueError, match="variants must be names from"):
+        compare_variants(dataset, ["semantics"], similarity=similarity)
+    with pytest.raises(ValueError, match="folds must be 0"):
+        compare_variants(dataset, ["base"], folds=1)
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        compare_variants(dataset, ["base"], folds=2)
+    with pytest.raises(ValueError, match="needs a similarity matrix"):
+        compare_variants(dataset, ["semantic"])
+
+
+@pytest.mark.slow
+def test_cross_validation_holds_every_list_out_once(data):  # noqa: F811
+    dataset, _ = data
+    table = compare_variants(dataset, ["base"], folds=2, key=jax.random.key(0), restarts=1, confirm=None, popsize=5,
+                             maxiter=30, seed=0)
+    row = table.iloc[0]
+    assert row.cv_events == row.n_events  # each list (its recalls and its stop) held out exactly once
+    assert np.isfinite(row.cv_nll) and row.cv_nll > 0
