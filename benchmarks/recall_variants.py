@@ -1,16 +1,17 @@
 """Population rates of the CMR variants on Morton2013 subject 1, against the base model and cymr.
 
-    python benchmarks/recall_variants.py [--calls 5] [--no-cymr]
+    python benchmarks/recall_variants.py [--calls 5] [--rounds 3] [--no-cymr]
 
-Each superpose rate is the median of ``--calls`` compiled population calls of 165 parameter sets
+Each superpose sample is the median of ``--calls`` compiled population calls of 165 parameter sets
 (float32), per set; cymr's is one ``likelihood_subject`` call (float64), the median of ``--calls``.
-Prints one JSON object.
+Samples come from ``--rounds`` paired rounds (every side once per round, the order alternating);
+writes ``benchmarks/results/recall-variants-cpu.json``, which ``benchmarks/report.py`` renders in
+docs/recall.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -21,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import paired_rounds, print_table, ratio_summary, summary, write_results  # noqa: E402
 from superpose.recall import distances_by_item, load_sample, population_nll, prepare  # noqa: E402
 from superpose.recall.parameters import DEFAULT_FIXED, DEFAULT_FREE, uniform_population  # noqa: E402
 from superpose.recall.variants import (  # noqa: E402
@@ -33,6 +35,9 @@ from superpose.recall.variants import (  # noqa: E402
 )
 
 SETS = 165
+VARIANTS = {"semantic": CMRVariant(semantic=True), "instance": CMRVariant(memory="instance"),
+            "semantic+instance": CMRVariant(semantic=True, memory="instance"),
+            "category": CMRVariant(category=True), "semantic+category": CMRVariant(semantic=True, category=True)}
 
 
 def median_ms(call, calls: int) -> float:
@@ -84,7 +89,8 @@ def cymr_ms(model, data, definition, patterns, calls: int, **extra) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--calls", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=5, help="timed calls per sample (the median is kept)")
+    parser.add_argument("--rounds", type=int, default=3, help="paired rounds, the sides alternating")
     parser.add_argument("--no-cymr", action="store_true")
     args = parser.parse_args()
 
@@ -100,25 +106,30 @@ def main() -> None:
     population = VariantParameters(base, extra["semantic_scale"], np.minimum(extra["trace_sensitivity"], 5.0),
                                    extra["category_drift_rate"], extra["category_weight"])
     trials = prepare(subject)
-    out = {"data": "Morton2013 subject 1 (48 lists of 24)", "sets": SETS, "calls": args.calls,
-           "ms_per_set": {"base": median_ms(lambda: population_nll(base, trials), args.calls) / SETS}}
-    for name, variant in {"semantic": CMRVariant(semantic=True), "instance": CMRVariant(memory="instance"),
-                          "semantic+instance": CMRVariant(semantic=True, memory="instance"),
-                          "category": CMRVariant(category=True),
-                          "semantic+category": CMRVariant(semantic=True, category=True)}.items():
+    calls = {"base": lambda: population_nll(base, trials)}
+    for name, variant in VARIANTS.items():
         vt = prepare_variant(subject, variant, similarity=similarity)
-        out["ms_per_set"][name] = median_ms(lambda: variant_population_nll(population, vt, variant), args.calls) / SETS
+        calls[name] = (lambda vt=vt, variant=variant: variant_population_nll(population, vt, variant))
+    timers = {name: (lambda call=call: median_ms(call, args.calls) / SETS) for name, call in calls.items()}
     if not args.no_cymr:
         from recall import cymr_setup  # benchmarks/recall.py: cymr's base model, items by study position
 
         raw = fr.sample_data("Morton2013")
-        out["cymr_single_ms"] = {"base": cymr_ms(*cymr_setup(raw), args.calls),
-                                 "semantic": cymr_ms(*cymr_semantic_setup(raw, data.words, similarity), args.calls,
-                                                     Scf=1.0)}
-        out["ratio_cymr_single_over_superpose_per_set"] = {
-            "base": out["cymr_single_ms"]["base"] / out["ms_per_set"]["base"],
-            "semantic": out["cymr_single_ms"]["semantic"] / out["ms_per_set"]["semantic"]}
-    print(json.dumps(out, indent=1))
+        cymr_base, cymr_semantic = cymr_setup(raw), cymr_semantic_setup(raw, data.words, similarity)
+        timers["cymr base"] = lambda: cymr_ms(*cymr_base, args.calls)
+        timers["cymr semantic"] = lambda: cymr_ms(*cymr_semantic, args.calls, Scf=1.0)
+    samples = paired_rounds(timers, args.rounds)
+    rows = [{"model": name, "superpose_ms_per_set": summary(samples[name])} for name in calls]
+    for row in rows:
+        peer = {"base": "cymr base", "semantic": "cymr semantic"}.get(row["model"])
+        if peer in samples:
+            row["cymr_ms_per_call"] = summary(samples[peer])
+            row["cymr_over_superpose"] = ratio_summary(samples[peer], samples[row["model"]])
+    print_table([{"model": r["model"], "ms_per_set": r["superpose_ms_per_set"]["median"],
+                  "cymr_ms": r.get("cymr_ms_per_call", {}).get("median", ""),
+                  "ratio": r.get("cymr_over_superpose", {}).get("median", "")} for r in rows])
+    print("wrote", write_results("recall-variants", rows, {
+        "data": "Morton2013 subject 1 (48 lists of 24)", "sets": SETS, "calls": args.calls, "rounds": args.rounds}))
 
 
 if __name__ == "__main__":

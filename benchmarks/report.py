@@ -193,6 +193,20 @@ def render_recall_goal(results: dict) -> str:
     return _table(header, rows) + goals
 
 
+def render_recall_variants(results: dict) -> str:
+    """``benchmarks/recall_variants.py``: each variant's population rate and cymr's single call, paired rounds."""
+    def cell(stats: dict, digits: int) -> str:
+        return f"{stats['median']:.{digits}f} ({stats['low']:.{digits}f}–{stats['high']:.{digits}f})"
+
+    rows = []
+    for r in results["rows"]:
+        rows.append([r["model"], cell(r["superpose_ms_per_set"], 3),
+                     cell(r["cymr_ms_per_call"], 1) if "cymr_ms_per_call" in r else "–",
+                     _speedup(r["cymr_over_superpose"]) if "cymr_over_superpose" in r else "–"])
+    return _table(["model", "superpose ms per set (median, range)", "cymr 0.14.3 ms per call",
+                   "cymr's call over superpose's set"], rows)
+
+
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
@@ -438,6 +452,7 @@ TABLES: dict[str, tuple[str, Callable[[dict], str]]] = {
     "recall-tolerance": ("recall-tolerance-cpu.json", render_recall_tolerance),
     "recall-confirm": ("recall-confirm-cpu.json", render_recall_confirm),
     "recall-goal": ("recall-goal-cpu.json", render_recall_goal),
+    "recall-variants": ("recall-variants-cpu.json", render_recall_variants),
 }
 
 
