@@ -190,6 +190,14 @@ def render_recall_goal(results: dict) -> str:
              f"within a fifth of jaxcmr's time: **{'met' if speedups and min(speedups) >= 5 else 'not met'}** "
              f"(jaxcmr's fit over ours: median {ratio:.1f}×, {min(speedups, default=float('nan')):.1f}–"
              f"{max(speedups, default=float('nan')):.1f}× over subjects).\n")
+    if with_cymr:
+        worse = [f"{r['dataset']} {r['subject']} ({max(f['nll'] for f in r['superpose']):.2f} against "
+                 f"{r['cymr']['nll']:.2f})" for r in results["rows"]
+                 if "cymr" in r and max(f["nll"] for f in r["superpose"]) > r["cymr"]["nll"]]
+        goals += (f"\nNo worse than cymr on any subject: **{'met' if not worse else 'not met'}**"
+                  + (f" (worse on {'; '.join(worse)}; cymr's model differs: its choice rule is exp(2a/T))"
+                     if worse else "") + ". cymr's fits ran in a run of their own, so their seconds were not "
+                  "measured beside ours.\n")
     return _table(header, rows) + goals
 
 
