@@ -1,7 +1,8 @@
 """A plain, unvectorised NumPy CMR written from the equations, as an independent check.
 
-Full matrices, explicit outer-product learning and Python loops over lists and events;
-nothing is shared with superpose.recall.model.
+Full matrices, explicit outer-product learning (instance memory: an explicit list of traces) and
+Python loops over lists and events; nothing is shared with superpose.recall. One function,
+:func:`variant_list_log_likelihood`, holds every term; the base model is it without the added ones.
 """
 
 from __future__ import annotations
@@ -24,49 +25,12 @@ def _drift(c, c_in, beta):
 
 
 def list_log_likelihood(p: dict, list_length: int, recalls: list[int]) -> float:
-    """log P(recall sequence, then stop); ``recalls`` are 1-indexed study positions."""
-    n = list_length
-    units = n + 1
-    mfc = np.zeros((n, units))
-    for i in range(n):
-        mfc[i, i + 1] = 1 - p["mfc_learning_rate"]
-    mcf = np.zeros((units, n))
-    mcf[1:, :] = p["shared_support"]
-    for i in range(n):
-        mcf[i + 1, i] = p["item_support"]
-    c = np.zeros(units)
-    c[0] = 1.0
-    for i in range(n):
-        f = np.zeros(n)
-        f[i] = 1.0
-        c_in = f @ mfc
-        c_in = c_in / np.linalg.norm(c_in) if np.linalg.norm(c_in) > 0 else np.eye(units)[i + 1]
-        c = _drift(c, c_in, p["encoding_drift_rate"])
-        mfc += p["mfc_learning_rate"] * np.outer(f, c)
-        phi = p["primacy_scale"] * math.exp(-p["primacy_decay"] * i) + 1
-        mcf += p["mcf_learning_rate"] * phi * np.outer(c, f)
-    start = np.zeros(units)
-    start[0] = 1.0
-    c = _drift(c, start, p["start_drift_rate"])
-    total = 0.0
-    recalled: list[int] = []
-    for k in range(len(recalls) + 1):
-        left = n - len(recalled)
-        p_stop = 1.0 if left == 0 else _smooth_cap(p["stop_probability_scale"] * math.exp(p["stop_probability_growth"] * k))
-        if k == len(recalls):
-            total += math.log(p_stop)
-            break
-        item = recalls[k] - 1
-        a = c @ mcf
-        available = [j for j in range(n) if j not in recalled]
-        log_terms = [p["choice_sensitivity"] * math.log(a[j]) for j in available]
-        total += math.log(1 - p_stop) + p["choice_sensitivity"] * math.log(a[item]) - logsumexp(log_terms)
-        recalled.append(item)
-        f = np.zeros(n)
-        f[item] = 1.0
-        c_in = f @ mfc
-        c = _drift(c, c_in / np.linalg.norm(c_in), p["recall_drift_rate"])
-    return total
+    """log P(recall sequence, then stop) under the base model; ``recalls`` are 1-indexed study positions.
+
+    The base model is :func:`variant_list_log_likelihood` without its added terms (linear M^CF, no semantic
+    associations, no category sublayer).
+    """
+    return variant_list_log_likelihood(p, list_length, recalls)
 
 
 def dataset_log_likelihood(p: dict, dataset) -> float:
@@ -79,12 +43,15 @@ def dataset_log_likelihood(p: dict, dataset) -> float:
 def variant_list_log_likelihood(p: dict, list_length: int, recalls: list[int], similarity=None,
                                 trace_sensitivity: float | None = None, categories=None,
                                 n_categories: int = 0) -> float:
-    """The variants of :mod:`superpose.recall.variants`, from their equations.
+    """log P(recall sequence, then stop) under CMR or one of the variants of :mod:`superpose.recall.variants`.
 
     ``similarity``: ``(n, n)`` S between the list's items in study order (the semantic term
     ``p["semantic_scale"]``·S[k, j] joins pre-experimental M^CF on unit k + 1, item j).
-    ``trace_sensitivity``: None for the linear M^CF; κ for instance memory, where M^CF is a list of
-    traces (context, item vector) and a_j = Σ_t (c·c_t)^κ v_t[j].
+    ``trace_sensitivity``: None for the linear M^CF (a matrix, learned by outer products); κ for instance
+    memory, where M^CF is a list of traces (context, item vector) and a_j = Σ_t (c·c_t)^κ v_t[j].
+    ``categories``: the category (1..n_categories) of each position, for the category sublayer (its own
+    context, M^FC and M^CF, cue weight ``p["category_weight"]``, drift ``p["category_drift_rate"]``).
+    With all three None this is the base model.
     """
     n = list_length
     units = n + 1
@@ -97,7 +64,8 @@ def variant_list_log_likelihood(p: dict, list_length: int, recalls: list[int], s
             pre[u, j] = p["item_support"] if u - 1 == j else p["shared_support"]
             if similarity is not None and u - 1 != j:
                 pre[u, j] += p["semantic_scale"] * similarity[u - 1][j]
-    traces = [(np.eye(units)[u], pre[u].copy()) for u in range(units)]
+    mcf = pre.copy()                                               # linear memory
+    traces = [(np.eye(units)[u], pre[u].copy()) for u in range(units)]   # instance memory
     # category sublayer (categories: 1..C per position): its own context, M^FC and M^CF
     k_units = n_categories + 1
     fc_cat = np.zeros((n, k_units))
@@ -109,25 +77,28 @@ def variant_list_log_likelihood(p: dict, list_length: int, recalls: list[int], s
     c_cat = np.eye(k_units)[0]
     c = np.eye(units)[0]
     for i in range(n):
-        c_in = mfc[i] / np.linalg.norm(mfc[i]) if np.linalg.norm(mfc[i]) > 0 else np.eye(units)[i + 1]
+        f = np.eye(n)[i]
+        c_in = f @ mfc
+        c_in = c_in / np.linalg.norm(c_in) if np.linalg.norm(c_in) > 0 else np.eye(units)[i + 1]
         c = _drift(c, c_in, p["encoding_drift_rate"])
-        mfc[i] += p["mfc_learning_rate"] * c
+        mfc += p["mfc_learning_rate"] * np.outer(f, c)
         phi = p["primacy_scale"] * math.exp(-p["primacy_decay"] * i) + 1
-        v = np.zeros(n)
-        v[i] = p["mcf_learning_rate"] * phi
-        traces.append((c.copy(), v))
+        mcf += p["mcf_learning_rate"] * phi * np.outer(c, f)
+        traces.append((c.copy(), p["mcf_learning_rate"] * phi * f))
         if categories is not None:
             c_cat = _drift(c_cat, np.eye(k_units)[categories[i]], p["category_drift_rate"])
             fc_cat[i] += p["mfc_learning_rate"] * c_cat
             cf_cat[:, i] += p["mcf_learning_rate"] * phi * c_cat
-    kappa = 1.0 if trace_sensitivity is None else trace_sensitivity
 
     def activation(context, context_cat):
-        a = np.zeros(n)
-        for trace_context, vector in traces:
-            s = float(context @ trace_context)
-            if s > 0:
-                a += s**kappa * vector
+        if trace_sensitivity is None:
+            a = context @ mcf
+        else:
+            a = np.zeros(n)
+            for trace_context, vector in traces:
+                s = float(context @ trace_context)
+                if s > 0:
+                    a += s**trace_sensitivity * vector
         if categories is not None:
             a += p["category_weight"] * (context_cat @ cf_cat)
         return a

@@ -111,3 +111,45 @@ def test_recall_fit_with_confirmation_reports_each_subject(tmp_path):
     assert table.loc[0, "restarts"] == restarts and table.loc[0, "restarts_at_best"] == at_best
     with pytest.raises(ValueError, match="max_restarts"):
         run_experiment("recall-fit", {"confirm": "0.1", "restarts": "4", "max_restarts": "3"}, tmp_path / "bad")
+
+
+@pytest.mark.skipif(not psifr_available(), reason="psifr (the 'recall' extra) is not installed")
+def test_recall_compare_draws_the_data_against_each_simulated_variant(tmp_path):
+    """The quick run (subject 1, base and semantic, one restart each): the criteria, then each variant simulated
+    at its fit against the data (SPC, lag-CRP, semantic and category CRP), its RMS differences and the note."""
+    from psifr import fr
+
+    from superpose.recall import category_crp, distance_crp, distances_by_item, load_sample, spc
+
+    metrics, kinds = run(tmp_path, "recall-compare")
+    out = tmp_path / "recall-compare"
+    meta = json.loads((out / "run.json").read_text())
+    assert {"criteria.png", "data_vs_variants.png", "data_vs_variants.html"} <= {f["file"] for f in meta["figures"]}
+    caption = next(f["caption"] for f in meta["figures"] if f["file"] == "data_vs_variants.png")
+    assert "One subject, so no band" in caption
+    curves = pd.read_csv(out / "curves.csv")
+    assert set(curves.source) == {"data", "base", "semantic"}
+    assert set(curves.curve) == {"spc", "crp", "semantic_crp", "category_crp"}
+    # the data's curves are the analyses of subject 1 (one subject: the mean is its value, no band)
+    data = load_sample("Morton2013").select(subjects=[1])
+    mine = curves[curves.source == "data"].set_index("curve")
+    np.testing.assert_allclose(mine.loc["spc", "mean"], spc(data)["recall"], rtol=1e-12)
+    distances = distances_by_item(data, *fr.sample_distances("Morton2013"))
+    semantic = distance_crp(data, distances).dropna(subset=["prob"])
+    np.testing.assert_allclose(mine.loc["semantic_crp", "mean"], semantic["prob"], rtol=1e-12)
+    assert mine.loc["category_crp", "mean"] == pytest.approx(category_crp(data)["prob"].item(), rel=1e-12)
+    assert (curves["low"] == curves["mean"]).all() and (curves["high"] == curves["mean"]).all()
+    # the RMS differences are those of the curves written beside them, and the closest variant is their minimum
+    rms = metrics["rms_difference_by_curve"]
+    for curve, by_variant in rms.items():
+        assert set(by_variant) == {"base", "semantic"}
+        table = curves[curves.curve == curve].pivot(index="x", columns="source", values="mean")
+        for variant, value in by_variant.items():
+            pair = table[["data", variant]].dropna()
+            assert value == pytest.approx(np.sqrt(np.mean((pair["data"] - pair[variant]) ** 2)), rel=1e-9)
+        assert metrics["closest_variant_by_curve"][curve] == min(by_variant, key=by_variant.get)
+    # semantic associations make transitions to similar words likelier: the semantic variant's semantic CRP is
+    # the closer one (measured: RMS 0.009 against the base model's 0.017)
+    assert rms["semantic_crp"]["semantic"] < rms["semantic_crp"]["base"]
+    assert "not simulated yet" not in " ".join(meta["notes"])
+    assert f"semantic CRP: {metrics['closest_variant_by_curve']['semantic_crp']}" in meta["notes"][-1]

@@ -20,7 +20,8 @@ Public API:
   each restart's best distinct end members, restarts until the best is reached twice; JSON results;
   ``variant=`` fits a :class:`CMRVariant`),
   :class:`FitResult`, :func:`parameters_at_bounds` (which fitted parameters sit on a bound).
-- Simulation: :func:`simulate`, :func:`simulate_like`, :func:`simulate_recalls`.
+- Simulation: :func:`simulate`, :func:`simulate_like`, :func:`simulate_recalls`; :func:`simulate_variant_like`
+  (a :class:`CMRVariant`, the model its likelihood scores, the data's items and attributes kept).
 - Analyses (psifr's definitions and columns): :func:`spc`, :func:`pnr`, :func:`lag_crp`,
   :func:`lag_crp_compound`, :func:`input_crp`, :func:`lag_rank`, :func:`pli_list_lag`,
   :func:`termination_probability`, :func:`transitions` / :class:`Transitions` (the transitions
@@ -89,7 +90,7 @@ from superpose.recall.plots import (
     plot_subject_scores,
 )
 from superpose.recall.samples import load_sample, psifr_available
-from superpose.recall.simulation import simulate, simulate_like, simulate_recalls
+from superpose.recall.simulation import simulate, simulate_like, simulate_recalls, simulate_variant_like
 from superpose.recall.variants import (
     CMRVariant,
     VariantParameters,
@@ -113,5 +114,5 @@ __all__ = [
     "load_sample", "make_parameters", "negative_log_likelihood", "parameters_at_bounds", "pli_list_lag",
     "plot_distance_crp", "plot_input_crp", "plot_lag_crp", "plot_pli_list_lag", "plot_spc", "plot_subject_scores",
     "pnr", "population_nll", "prepare", "psifr_available", "read_csv", "read_hdf5", "simulate", "simulate_like",
-    "simulate_recalls", "spc", "termination_probability", "to_events", "transitions", "write_csv", "write_hdf5",
+    "simulate_recalls", "simulate_variant_like", "spc", "termination_probability", "to_events", "transitions", "write_csv", "write_hdf5",
 ]

@@ -36,9 +36,14 @@ class CategoryTables(NamedTuple):
     input_overlaps: Float[Array, "LN N"]
 
 
-def _list_tables(params: CMRParameters, beta: Array, units: Float[Array, "N K"], n_studied: Array
-                 ) -> tuple[Array, Array, Array, Array]:
-    """One list: ``units`` the one-hot category input of each position (rows of zeros past the list)."""
+def category_network(params: CMRParameters, beta: Array, units: Float[Array, "N K"], n_studied: Array
+                     ) -> tuple[Float[Array, " K"], Float[Array, "N K"], Float[Array, "K N"]]:
+    """One list's category sublayer after study: ``(cue, y, M^CF_cat)``.
+
+    ``units`` is the one-hot category input of each position (rows of zeros past the list); ``cue``
+    the sublayer's context at the start of recall (drifted to e_0 with β_start), ``y`` the ``(N, K)``
+    normalised recall inputs M^FC_cat f_k / ‖·‖ and ``M^CF_cat`` the ``(K, N)`` associations.
+    """
     n_items, k = units.shape
     dtype = units.dtype
     phi = primacy(params, n_items).astype(dtype)
@@ -55,7 +60,12 @@ def _list_tables(params: CMRParameters, beta: Array, units: Float[Array, "N K"],
     fc = (1.0 - params.mfc_learning_rate) * units + params.mfc_learning_rate * contexts
     norm = jnp.sqrt(jnp.sum(fc**2, axis=-1, keepdims=True))
     y = fc / jnp.where(norm > 0, norm, 1.0)
-    cue = drift(context, start, params.start_drift_rate)
+    return drift(context, start, params.start_drift_rate), y, mcf
+
+
+def _list_tables(params: CMRParameters, beta: Array, units: Float[Array, "N K"], n_studied: Array
+                 ) -> tuple[Array, Array, Array, Array]:
+    cue, y, mcf = category_network(params, beta, units, n_studied)
     return cue @ mcf, y @ cue, y @ mcf, y @ y.T
 
 

@@ -113,26 +113,25 @@ def compare_variants(dataset: RecallDataset, variants: Sequence[str], *, similar
         path = None if results_dir is None else f"{results_dir}/fits-{name}.json"
         result = fit(dataset, variant=variant, similarity=needs, results_path=path, **fit_options)
         k = len(result.free)
-        for f in result.fits:
-            rows.append({"variant": name, "subject": f.subject, "k": k, "n_events": f.n_events, "nll": f.nll,
-                         "aic": 2 * k + 2 * f.nll, "bic": k * np.log(f.n_events) + 2 * f.nll, "status": f.status})
         if progress is not None:
             progress(f"{name}: fitted {len(result.fits)} subjects")
-        if folds:
-            for row in rows[-len(result.fits):]:
-                subject = row["subject"]
-                lists = np.flatnonzero(dataset.subject == subject)
-                assignment = fold_assignment(lists.size, folds, jax.random.fold_in(key, subject))
+        for f in result.fits:
+            row = {"variant": name, "subject": f.subject, "k": k, "n_events": f.n_events, "nll": f.nll,
+                   "aic": 2 * k + 2 * f.nll, "bic": k * np.log(f.n_events) + 2 * f.nll, "status": f.status}
+            if folds:
+                lists = np.flatnonzero(dataset.subject == f.subject)
+                assignment = fold_assignment(lists.size, folds, jax.random.fold_in(key, f.subject))
                 held_out, events = 0.0, 0
                 for fold in range(folds):
                     train = dataset.select(lists[assignment != fold])
                     test = dataset.select(lists[assignment == fold])
                     fitted = fit(train, variant=variant, similarity=needs, **fit_options)
-                    held_out += _held_out_nll(fitted, subject, test, variant, needs)
+                    held_out += _held_out_nll(fitted, f.subject, test, variant, needs)
                     events += int(test.correct.sum()) + test.n_lists  # recalls scored, and one stop per list
                 row["cv_nll"], row["cv_events"] = held_out, events
                 if progress is not None:
-                    progress(f"{name}: {folds}-fold cross-validation of subject {subject}")
+                    progress(f"{name}: {folds}-fold cross-validation of subject {f.subject}")
+            rows.append(row)
     return pd.DataFrame(rows)
 
 

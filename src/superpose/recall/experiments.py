@@ -15,17 +15,17 @@ from matplotlib.colors import to_hex
 from superpose.numerics import choice_probabilities, float64_enabled, log_choice_probability_of
 from superpose.numerics.experiments import scale_then_mask
 from superpose.recall.analyses import lag_crp, pnr, spc
-from superpose.recall.clustering import distances_by_item
+from superpose.recall.clustering import category_crp, distance_crp, distances_by_item
 from superpose.recall.compare import VARIANTS as COMPARE_VARIANTS
 from superpose.recall.compare import compare_variants, summarise, winners
 from superpose.recall.data import RecallDataset
-from superpose.recall.fitting import AT_BOUND_FRACTION, DEFAULT_AGREE, fit, nll64
+from superpose.recall.fitting import AT_BOUND_FRACTION, DEFAULT_AGREE, FitResult, fit, nll64
 from superpose.recall.likelihood import event_activations, prepare
 from superpose.recall.parameters import DEFAULT_FIXED, DEFAULT_FREE, make_parameters
 from superpose.recall.samples import SAMPLES, load_sample
 from superpose.recall.search import search_box
+from superpose.recall.simulation import simulate, simulate_like, simulate_variant_like
 from superpose.recall.variants import similarity_from_distances
-from superpose.recall.simulation import simulate, simulate_like
 from superpose.runner import ExperimentConfig, RunContext, experiment, param
 from superpose.runner.files import write_text
 from superpose.runner.plotting import pyplot
@@ -76,52 +76,89 @@ def _band(table: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     return out.assign(low=out["mean"] - half, high=out["mean"] + half)
 
 
-def _curves(dataset: RecallDataset) -> dict[str, pd.DataFrame]:
-    """Per-subject SPC, PFR (first recall) and lag-CRP, with subject-level bands."""
+def _curves(dataset: RecallDataset, distances: np.ndarray | None = None) -> dict[str, pd.DataFrame]:
+    """Per-subject SPC, PFR (first recall) and lag-CRP, with subject-level bands; with ``distances`` (over item
+    numbers) also the semantic CRP by distance bin and the within-category CRP (a single value per subject)."""
     first = pnr(dataset)
     crp = lag_crp(dataset)
     crp = crp[(crp["lag"].abs() <= LAG_WINDOW) & (crp["lag"] != 0)]
-    return {"spc": _band(spc(dataset), "input", "recall"),
-            "pfr": _band(first[first["output"] == 1], "input", "prob"),
-            "crp": _band(crp, "lag", "prob")}
+    out = {"spc": _band(spc(dataset), "input", "recall"),
+           "pfr": _band(first[first["output"] == 1], "input", "prob"),
+           "crp": _band(crp, "lag", "prob")}
+    if distances is not None:
+        out["semantic_crp"] = _band(distance_crp(dataset, distances), "center", "prob")
+        out["category_crp"] = _band(category_crp(dataset).assign(transition="within category"), "transition", "prob")
+    return out
 
 
-def _compare_figures(run: RunContext, data: dict[str, pd.DataFrame], model: dict[str, pd.DataFrame],
-                     title: str) -> dict[str, float]:
-    """Data against model for the three curves (PNG and plotly), and their RMS differences."""
+PANELS = {
+    "spc": ("serial position (study position, 1 = first)", "P(recall)"),
+    "pfr": ("serial position (study position, 1 = first)", "P(first recall)"),
+    "crp": ("lag (study positions, next − previous recall)", "conditional response probability"),
+    "semantic_crp": ("semantic distance (cosine distance, bin centre)", "conditional response probability"),
+    "category_crp": ("data and simulated models", "P(within-category transition | possible)"),
+}
+"""x and y labels of each curve of :func:`_curves` (probabilities are unitless)."""
+
+MODEL_COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive")
+
+
+def _compare_figures(run: RunContext, data: dict[str, pd.DataFrame], models: dict[str, dict[str, pd.DataFrame]],
+                     title: str, panels: tuple[str, ...] = ("spc", "pfr", "crp"), name: str = "data_vs_model"
+                     ) -> dict[str, dict[str, float]]:
+    """Data against one or more models' curves (PNG and plotly), and the RMS difference of each model's curve
+    from the data's over the points both have: ``{panel: {model: rms}}``. The category CRP is one point per
+    source (data, then each model) with its band."""
     plt = pyplot()
     from plotly.subplots import make_subplots
 
-    panels = (("spc", "serial position", "P(recall)"), ("pfr", "serial position", "P(first recall)"),
-              ("crp", "lag", "conditional response probability"))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    interactive = make_subplots(rows=1, cols=3, subplot_titles=[p[2] for p in panels])
-    rms = {}
-    for col, (ax, (name, xlabel, ylabel)) in enumerate(zip(axes, panels), start=1):
-        for source, table, colour in (("data", data[name], "black"), ("CMR", model[name], "tab:red")):
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), squeeze=False)
+    interactive = make_subplots(rows=1, cols=len(panels), subplot_titles=[PANELS[p][1] for p in panels])
+    sources = [("data", data, "black")] + [(label, curves, MODEL_COLOURS[i % len(MODEL_COLOURS)])
+                                         for i, (label, curves) in enumerate(models.items())]
+    rms: dict[str, dict[str, float]] = {}
+    for col, (ax, panel) in enumerate(zip(axes[0], panels), start=1):
+        xlabel, ylabel = PANELS[panel]
+        for index, (source, curves, colour) in enumerate(sources):
+            table = curves[panel]
             x = table.iloc[:, 0].to_numpy()
-            if name == "crp":
+            if panel == "category_crp":  # one value: a point per source
+                x = np.full(len(table), index)
+                ax.errorbar(x, table["mean"], yerr=[table["mean"] - table["low"], table["high"] - table["mean"]],
+                            fmt="o", color=colour, capsize=3, label=source)
+            elif panel == "crp":
                 for side in (x < 0, x > 0):
                     ax.plot(x[side], table["mean"][side], "o-", color=colour, label=source if side[0] else None)
                     ax.fill_between(x[side], table["low"][side], table["high"][side], color=colour, alpha=0.2)
             else:
                 ax.plot(x, table["mean"], "o-", color=colour, label=source, markersize=3)
                 ax.fill_between(x, table["low"], table["high"], color=colour, alpha=0.2)
-            interactive.add_scatter(x=x, y=table["mean"], mode="lines+markers", name=f"{source} {name}",
-                                    line={"color": to_hex(colour)}, col=col, row=1,
+            interactive.add_scatter(x=[source] * len(x) if panel == "category_crp" else x, y=table["mean"],
+                                    mode="markers" if panel == "category_crp" else "lines+markers",
+                                    name=f"{source} {panel}", line={"color": to_hex(colour)}, col=col, row=1,
                                     error_y={"type": "data", "symmetric": False,
                                              "array": table["high"] - table["mean"],
                                              "arrayminus": table["mean"] - table["low"]},
                                     hovertemplate=f"{xlabel} %{{x}}<br>{ylabel} %{{y:.3f}}<extra>{source}</extra>")
+        if panel == "category_crp":
+            ax.set_xticks(range(len(sources)), [source for source, _, _ in sources], rotation=30, ha="right")
+            ax.set_xlim(-0.5, len(sources) - 0.5)
         ax.set(xlabel=xlabel, ylabel=ylabel, ylim=(0, None))
-        ax.legend(frameon=False)
-        merged = data[name].merge(model[name], on=data[name].columns[0], suffixes=("_data", "_model"))
-        rms[f"{name}_rms_difference"] = float(np.sqrt(np.mean((merged["mean_data"] - merged["mean_model"]) ** 2)))
+        if len(models) == 1 or col == 1:
+            ax.legend(frameon=False, fontsize=8 if len(models) > 1 else None)
+        key = data[panel].columns[0]
+        rms[panel] = {}
+        for label, curves in models.items():
+            merged = data[panel].merge(curves[panel], on=key, suffixes=("_data", "_model"))
+            rms[panel][label] = float(np.sqrt(np.mean((merged["mean_data"] - merged["mean_model"]) ** 2)))
     fig.suptitle(title)
-    run.save_figure(fig, "data_vs_model", caption=f"{title}. Means over subjects with 95% bands "
-                    "(±1.96 standard errors of the subject means).")
+    n_subjects = max(int(table["count"].max()) for table in data.values())
+    bands = ("Means over subjects with 95% bands (±1.96 standard errors of the subject means)." if n_subjects > 1
+             else "One subject, so no band over subjects: the data's curves are that subject's, the model's its "
+                  "simulated copies pooled.")
+    run.save_figure(fig, name, caption=f"{title}. {bands}")
     interactive.update_layout(title=title, height=420)
-    run.save_plotly(interactive, "data_vs_model", caption="Interactive version (hover for values).")
+    run.save_plotly(interactive, name, caption="Interactive version (hover for values).")
     return rms
 
 
@@ -184,8 +221,9 @@ def recall_fit(config: FitConfig, run: RunContext) -> None:
     write_text(run.out / "fits.csv", table.to_csv(index=False))
     params = {f.subject: make_parameters(f.parameters) for f in result.fits}
     simulated = simulate_like(dataset, params, jax.random.fold_in(run.key, 1), repeats=config.sim_repeats)
-    rms = _compare_figures(run, _curves(dataset), _curves(simulated),
+    rms = _compare_figures(run, _curves(dataset), {"CMR": _curves(simulated)},
                            f"{config.dataset}: data and CMR fitted per subject ({len(subjects)} subjects)")
+    rms = {f"{panel}_rms_difference": by_model["CMR"] for panel, by_model in rms.items()}
     spreads = [max(f.restart_nlls) - min(f.restart_nlls) for f in result.fits]
     run.log_metrics(
         subjects=len(subjects), total_nll=float(table["nll"].sum()), mean_nll=float(table["nll"].mean()),
@@ -404,7 +442,8 @@ def recall_choice_rule(config: ChoiceRuleConfig, run: RunContext) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class CompareConfig(ExperimentConfig):
-    """Fit CMR variants to Morton2013 subjects and compare them by NLL, AIC, BIC and held-out likelihood."""
+    """Fit CMR variants to Morton2013 subjects and compare them by NLL, AIC, BIC, held-out likelihood and simulated
+    curves."""
 
     subjects: str = param("first:2", "'all', 'first:N' (the N lowest ids) or comma-separated Morton2013 subject ids")
     variants: tuple[str, ...] = param(tuple(COMPARE_VARIANTS), f"variants to fit, from {', '.join(COMPARE_VARIANTS)}")
@@ -412,6 +451,8 @@ class CompareConfig(ExperimentConfig):
     restarts: int = param(2, "the fewest DE restarts per fit (exactly this many when confirm is 0)", low=1, high=64)
     confirm: float = param(0.1, "nats: restarts go on until two end within this of the best; 0 = exactly `restarts`",
                            low=0.0, high=100.0)
+    sim_repeats: int = param(5, "simulated copies of every list per variant for the data-against-model curves",
+                             low=1, high=1000)
 
     def check(self) -> None:
         _parse_subjects(self.subjects)
@@ -422,6 +463,36 @@ class CompareConfig(ExperimentConfig):
             raise ValueError("folds must be 0 (no cross-validation) or at least 2")
 
 
+COMPARED_CURVES = ("spc", "crp", "semantic_crp", "category_crp")
+"""The curves recall-compare draws for the data and each variant's simulation."""
+
+_CURVE_NAMES = {"spc": "SPC", "crp": f"lag-CRP (lags ±1..{LAG_WINDOW})", "semantic_crp": "semantic CRP",
+                "category_crp": "category CRP"}
+
+
+def _curves_table(sources: dict[str, dict[str, pd.DataFrame]]) -> pd.DataFrame:
+    """The compared curves in one long table: ``source``, ``curve``, ``x``, ``mean``, ``low``, ``high`` and
+    ``count`` (subjects with a value)."""
+    tables = [curves[panel].rename(columns={curves[panel].columns[0]: "x"}).assign(source=source, curve=panel)
+              for source, curves in sources.items() for panel in COMPARED_CURVES]
+    return pd.concat(tables)[["source", "curve", "x", "mean", "low", "high", "count"]]
+
+
+def _simulated_curves(run: RunContext, config: CompareConfig, dataset: RecallDataset, similarity: np.ndarray,
+                      distances: np.ndarray) -> dict[str, dict[str, pd.DataFrame]]:
+    """Each variant simulated per subject at its fitted parameters (``fits-<variant>.json``), and its curves.
+
+    Every variant gets the same key (common random numbers: list k of copy r has the same key in each)."""
+    curves = {}
+    for name in config.variants:
+        result = FitResult.load(run.out / f"fits-{name}.json")
+        parameters = {f.subject: result.parameters(f.subject) for f in result.fits}
+        simulated = simulate_variant_like(dataset, parameters, COMPARE_VARIANTS[name], jax.random.fold_in(run.key, 3),
+                                          similarity=similarity, repeats=config.sim_repeats)
+        curves[name] = _curves(simulated, distances)
+    return curves
+
+
 @experiment("recall-compare", CompareConfig,
             quick={"subjects": "first:1", "variants": ("base", "semantic"), "folds": 0, "restarts": 1, "confirm": 0.0})
 def recall_compare(config: CompareConfig, run: RunContext) -> None:
@@ -430,7 +501,8 @@ def recall_compare(config: CompareConfig, run: RunContext) -> None:
 
     plt = pyplot()
     dataset = _chosen_subjects(load_sample("Morton2013"), config.subjects)
-    similarity = similarity_from_distances(distances_by_item(dataset, *fr.sample_distances("Morton2013")))
+    distances = distances_by_item(dataset, *fr.sample_distances("Morton2013"))
+    similarity = similarity_from_distances(distances)
     table = compare_variants(dataset, config.variants, similarity=similarity, folds=config.folds,
                              key=jax.random.fold_in(run.key, 2), restarts=config.restarts, seed=config.seed,
                              confirm=config.confirm if config.confirm > 0 else None, results_dir=run.out)
@@ -445,7 +517,7 @@ def recall_compare(config: CompareConfig, run: RunContext) -> None:
     for ax, criterion in zip(axes[0], criteria):
         per_subject = table.pivot(index="subject", columns="variant", values=criterion)
         delta = per_subject.sub(per_subject[reference], axis=0)[names]
-        ax.bar(range(len(names)), delta.sum(0), color="0.75", label="sum over subjects")
+        ax.bar(range(len(names)), delta.sum(axis=0), color="0.75", label="sum over subjects")
         for i, name in enumerate(names):
             ax.scatter(np.full(len(delta), i), delta[name], s=14, color="C0", zorder=3,
                        label="one subject" if i == 0 else None)
@@ -454,17 +526,34 @@ def recall_compare(config: CompareConfig, run: RunContext) -> None:
                title=labels[criterion])
         ax.set_xticklabels(names, rotation=30, ha="right")
         ax.legend(frameon=False, fontsize=8)
-    fig.suptitle(f"Morton2013: CMR variants against {reference} ({table['subject'].nunique()} subjects)")
+    n_subjects = int(table["subject"].nunique())
+    fig.suptitle(f"Morton2013: CMR variants against {reference} ({n_subjects} subjects)")
     run.save_figure(fig, "criteria", caption="Each criterion's difference from the reference model, summed over "
                     "subjects (bars) and per subject (points); negative: the variant is better.")
+    data_curves = _curves(dataset, distances)
+    model_curves = _simulated_curves(run, config, dataset, similarity, distances)
+    write_text(run.out / "curves.csv", _curves_table({"data": data_curves, **model_curves}).to_csv(index=False))
+    rms = _compare_figures(run, data_curves, model_curves,
+                           f"Morton2013: data and each variant simulated at its fits ({n_subjects} subject"
+                           f"{'s' if n_subjects > 1 else ''}, {config.sim_repeats} copies of every list)",
+                           panels=COMPARED_CURVES, name="data_vs_variants")
+    closest = {panel: min(by_variant, key=by_variant.get) for panel, by_variant in rms.items()}
     best = winners(summary)
-    run.log_metrics(subjects=int(table["subject"].nunique()), winners=best,
+    run.log_metrics(subjects=n_subjects, winners=best,
                     **{f"sum_{c}_by_variant": dict(zip(summary["variant"], map(float, summary[c])))
-                       for c in ("nll", *criteria)})
+                       for c in ("nll", *criteria)},
+                    rms_difference_by_curve=rms, closest_variant_by_curve=closest)
+    by_variant = summary.set_index("variant")
     run.note("Per criterion, the variant with the lowest sum over subjects: " + "; ".join(
-        f"{labels.get(c, 'NLL')}: {w} ({float(summary.set_index('variant').loc[w, c] - summary.set_index('variant').loc[reference, c]):+.1f} "
+        f"{labels.get(c, 'NLL')}: {w} ({float(by_variant.loc[w, c] - by_variant.loc[reference, c]):+.1f} "
         f"against {reference})" for c, w in best.items()) + f". Each variant was fitted to each subject with at least "
         f"{config.restarts} restarts ({'confirmed within ' + format(config.confirm, 'g') + ' nats' if config.confirm > 0 else 'no confirmation'}); "
         "AIC = 2k + 2·NLL, BIC = k·ln(n events) + 2·NLL" + (f"; held-out NLL sums each of {config.folds} folds of a subject's lists "
         "scored under the variant fitted to the other folds (the same keyed split for every variant)" if config.folds else
-        "; no cross-validation (folds = 0)") + ". The variants are not simulated yet, so no data-against-model curves.")
+        "; no cross-validation (folds = 0)") + ".")
+    run.note(f"Each variant was simulated at each subject's fitted parameters ({config.sim_repeats} copies of every "
+             "list, the same keys for every variant). The simulated curves closest to the data (RMS difference of "
+             "the means over subjects, over the points both have): " + "; ".join(
+                 f"{_CURVE_NAMES[panel]}: {closest[panel]} ({rms[panel][closest[panel]]:.3f}; "
+                 + ", ".join(f"{v} {d:.3f}" for v, d in rms[panel].items() if v != closest[panel]) + ")"
+                 for panel in COMPARED_CURVES) + ".")

@@ -20,8 +20,9 @@ as constants and ``vmap`` over the population leaves it unbatched.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -194,17 +195,25 @@ def _total_nll(params: CMRParameters, trials: Trials, n_items: int) -> Float[Arr
 jit = partial(_xla.jit, cpu_options=FAST_COMPILE)
 
 
-@partial(jit, static_argnames=("n_items",))
-def _population_nll(params: CMRParameters, trials: Trials, n_items: int) -> Float[Array, " P"]:
-    # Chunks of at most POPULATION_CHUNK sets keep the (sets × events × items) arrays in cache;
-    # the population is padded to equal chunks so that one loop body is compiled.
+def chunked_population(score_one: Callable[[Any], Array], params: Any) -> Float[Array, " P"]:
+    """``score_one(p)`` for every set ``p`` of a population (a pytree whose leaves are ``(P,)``), traced.
+
+    Chunks of at most :data:`POPULATION_CHUNK` sets keep the (sets × events × items) arrays in cache:
+    ``vmap`` within a chunk, ``lax.map`` over chunks, the population padded to equal chunks so that
+    one loop body is compiled. Call it inside a jitted function.
+    """
     size = jax.tree_util.tree_leaves(params)[0].shape[0]
     chunks = -(-size // POPULATION_CHUNK)
     per_chunk = -(-size // chunks)
     padded, _ = pad_batch(params, per_chunk)
     folded = jax.tree_util.tree_map(lambda x: x.reshape(chunks, per_chunk), padded)
-    scores = jax.lax.map(jax.vmap(lambda p: _total_nll(p, trials, n_items)), folded)
+    scores = jax.lax.map(jax.vmap(score_one), folded)
     return scores.reshape(-1)[:size]
+
+
+@partial(jit, static_argnames=("n_items",))
+def _population_nll(params: CMRParameters, trials: Trials, n_items: int) -> Float[Array, " P"]:
+    return chunked_population(lambda p: _total_nll(p, trials, n_items), params)
 
 
 _jitted_list_log_likelihoods = jit(_list_log_likelihoods, static_argnames="n_items")

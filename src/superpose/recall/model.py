@@ -80,6 +80,13 @@ def primacy(params: CMRParameters, n_items: int) -> Float[Array, " items"]:
     return params.primacy_scale * jnp.exp(-params.primacy_decay * positions) + 1.0
 
 
+def pre_experimental_mcf(params: CMRParameters, n_items: int, dtype) -> Float[Array, "units items"]:
+    """``(N + 1, N)`` M^CF before study: α on the list units, δ on each item's own unit, 0 on the start unit."""
+    units = n_items + 1
+    mcf = jnp.full((units, n_items), params.shared_support, dtype).at[0].set(0.0)
+    return mcf.at[jnp.arange(1, units), jnp.arange(n_items)].set(params.item_support)
+
+
 def encode(params: CMRParameters, list_length: Array | int, n_items: int) -> Network:
     """Studies items 1..list_length of a list padded to ``n_items``; later slots stay unstudied.
 
@@ -102,8 +109,7 @@ def encode_with_contexts(params: CMRParameters, list_length: Array | int, n_item
     units = n_items + 1
     phi = primacy(params, n_items).astype(dtype)
     context = jnp.zeros(units, dtype).at[0].set(1.0)
-    mcf = jnp.full((units, n_items), params.shared_support, dtype).at[0].set(0.0)
-    mcf = mcf.at[jnp.arange(1, units), jnp.arange(n_items)].set(params.item_support)
+    mcf = pre_experimental_mcf(params, n_items, dtype)
 
     def study(carry, item):
         context, mcf = carry

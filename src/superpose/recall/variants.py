@@ -3,7 +3,8 @@
 
 A :class:`CMRVariant` declares which terms a model has; :class:`VariantParameters` holds the base
 :class:`~superpose.recall.parameters.CMRParameters` plus the added parameters, whose defaults make the
-variant exactly the base model; :func:`prepare_variant` carries what the variant needs from the data.
+variant exactly the base model; :func:`prepare_variant` carries what the variant needs from the data;
+:func:`superpose.recall.simulation.simulate_variant_like` samples the model scored here.
 
 **Semantic associations.** With S a similarity matrix over the word pool (item numbers),
 pre-experimental M^CF gains s·S[item_k, item_j] between the context unit of the list's k-th item
@@ -46,13 +47,13 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from superpose.numerics import log_choice_probability_of
-from superpose.parallel import pad_batch
 from superpose.recall.category import category_tables
 from superpose.recall.data import RecallDataset
-from superpose.recall.likelihood import POPULATION_CHUNK, Trials, jit, prepare
+from superpose.recall.likelihood import Trials, chunked_population, jit, prepare
 from superpose.recall.model import (
     encode_with_contexts,
     log_stop_probability,
+    pre_experimental_mcf,
     primacy,
     retained_context,
     start_context,
@@ -334,16 +335,27 @@ def _event_activations(vp: VariantParameters, vt: VariantTrials, n_items: int, v
             out = out + vp.category_weight * outs[1][0][trials.event_step, trials.event_list]
         return out
     context, trace_dots = at_events                                                 # (E, N+1), (E, N)
+    # the data-only S gathered per event (a constant), then scaled inside: s·(w S_event)
+    event_similarity = vt.similarity.astype(dtype)[trials.event_list] if variant.semantic else None
+    return instance_activations(vp, variant, context, trace_dots, event_similarity)
+
+
+def instance_activations(vp: VariantParameters, variant: CMRVariant, context: Float[Array, "*batch units"],
+                         trace_dots: Float[Array, "*batch items"], similarity: Float[Array, "*batch items items"] | None
+                         ) -> Float[Array, "*batch items"]:
+    """Instance memory's a_j = Σ_t (c·c_t)^κ v_t[j], given the context c and its dots (c·c_i)_i with the study traces.
+
+    The unit traces give Σ_u c_u^κ (M^CF_pre[u, j] + s·S[u − 1, j]) (semantic term if ``variant.semantic``,
+    ``similarity`` the list's S), the study traces (c·c_j)^κ γ_CF φ_j.
+    """
+    params = vp.cmr
+    n_items = trace_dots.shape[-1]
+    dtype = context.dtype
     kappa = vp.trace_sensitivity
-    units = n_items + 1
-    pre = jnp.full((units, n_items), params.shared_support, dtype).at[0].set(0.0)
-    pre = pre.at[jnp.arange(1, units), jnp.arange(n_items)].set(params.item_support)
     weighted = _power(context, kappa)
-    out = weighted @ pre
+    out = weighted @ pre_experimental_mcf(params, n_items, dtype)
     if variant.semantic:
-        # gather the data-only S per event (a constant), then scale: s·(w S_event)
-        event_similarity = vt.similarity.astype(dtype)[trials.event_list]
-        out = out + vp.semantic_scale * jnp.einsum("ek,ekj->ej", weighted[:, 1:], event_similarity)
+        out = out + vp.semantic_scale * jnp.einsum("...k,...kj->...j", weighted[..., 1:], similarity)
     gain = params.mcf_learning_rate * primacy(params, n_items).astype(dtype)
     return out + _power(trace_dots, kappa) * gain
 
@@ -374,13 +386,7 @@ _jitted_total = jit(_total_nll, static_argnames=("n_items", "variant"))
 
 @partial(jit, static_argnames=("n_items", "variant"))
 def _population(vp: VariantParameters, vt: VariantTrials, n_items: int, variant: CMRVariant):
-    size = jax.tree_util.tree_leaves(vp)[0].shape[0]
-    chunks = -(-size // POPULATION_CHUNK)
-    per_chunk = -(-size // chunks)
-    padded, _ = pad_batch(vp, per_chunk)
-    folded = jax.tree_util.tree_map(lambda a: a.reshape(chunks, per_chunk), padded)
-    scores = jax.lax.map(jax.vmap(lambda p: _total_nll(p, vt, n_items, variant)), folded)
-    return scores.reshape(-1)[:size]
+    return chunked_population(lambda p: _total_nll(p, vt, n_items, variant), vp)
 
 
 def _check(vt: VariantTrials, variant: CMRVariant) -> None:
@@ -420,7 +426,7 @@ def variant_population_nll(params: VariantParameters, trials: VariantTrials, var
 
 
 __all__ = ["CMRVariant", "MEMORY_TYPES", "VARIANT_BOUNDS", "VARIANT_DEFAULTS", "VARIANT_LIMITS",
-           "VariantParameters", "VariantTrials", "check_variant_parameters", "make_variant_parameters",
-           "stack_variant_parameters",
+           "VariantParameters", "VariantTrials", "check_variant_parameters", "instance_activations",
+           "make_variant_parameters", "stack_variant_parameters",
            "prepare_variant", "similarity_from_distances", "variant_list_log_likelihoods", "variant_nll",
            "variant_population_nll"]
