@@ -189,6 +189,10 @@ def run(
     force: Annotated[bool, typer.Option(help="Replace an earlier run in --out.")] = False,
     quick: Annotated[bool, typer.Option(help="Use the experiment's quick settings (as the quick gallery does).")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    jobs: Annotated[Optional[int], typer.Option(
+        help="Experiments run at once, each in a process of its own (default: 2 with --quick on a machine with at "
+        "least 2 cores, else 1). Experiments with a wall-time budget get less done within it while they share "
+        "the cores.", min=1, show_default=False)] = None,
     distributed: Distributed = False,
     coordinator: Coordinator = None,
     num_processes: NumProcesses = None,
@@ -234,6 +238,10 @@ def gallery(
         Optional[list[str]], typer.Option(help="Run only this experiment (repeatable).", show_default=False)
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    jobs: Annotated[Optional[int], typer.Option(
+        help="Experiments run at once, each in a process of its own (default: 2 with --quick on a machine with at "
+        "least 2 cores, else 1). Experiments with a wall-time budget get less done within it while they share "
+        "the cores.", min=1, show_default=False)] = None,
     distributed: Distributed = False,
     coordinator: Coordinator = None,
     num_processes: NumProcesses = None,
@@ -248,6 +256,7 @@ def gallery(
     """
     writer = _join(distributed, coordinator, num_processes, process_id, peer_timeout)
     from superpose.runner import RunDirectoryError, run_gallery
+    from superpose.runner.gallery import default_jobs
     from superpose.runner.report import format_duration
 
     def log(line: str) -> None:
@@ -256,7 +265,7 @@ def gallery(
     try:
         with _progress(progress and writer) as bar:
             result = run_gallery(out, quick=quick, resume=resume, force=force, only=only, progress=bar,
-                                 log=log if writer else None)
+                                 log=log if writer else None, jobs=jobs if jobs is not None else default_jobs(quick))
     except (RunDirectoryError, ValueError) as error:
         raise _fail(str(error)) from None
     if not writer:

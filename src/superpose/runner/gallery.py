@@ -8,12 +8,18 @@ one resumes from its finished cells.
 Before it starts, the gallery says how long the full and quick galleries take on 2 CPU cores;
 while it runs, :class:`GalleryClock` gives experiments done of total, the time elapsed and an
 estimate of the time left from each experiment's expected cost, refined as runs finish.
+
+With ``jobs > 1`` that many experiments run at once, each in a worker process of its own (spawned,
+so JAX starts clean in each; workers are reused and share the parent's compilation cache). Much of
+a quick experiment is single-threaded compilation, which a second process overlaps.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
+import multiprocessing
 import os
 import threading
 import time
@@ -51,15 +57,20 @@ class GalleryClock:
     gallery's expected time) keeps one short first run from swinging it. The experiment in
     progress counts with its scaled cost less the time it has run (never below 0). Failed
     experiments count as done but not towards the speed factor; experiments kept from an earlier
-    run count with their recorded wall time. Thread-safe: a progress display
-    may read it while the gallery runs.
+    run count with their recorded wall time. With ``jobs`` experiments at once, the time left is
+    the sum of what each pending experiment has left divided by ``jobs``, never less than the
+    longest one's. Thread-safe: a progress display may read it while the gallery runs.
 
     Args:
         expected: expected seconds per experiment name, in run order (each finite and > 0).
         clock: a monotonic clock in seconds (tests pass a fake one).
+        jobs: experiments that run at once (>= 1).
     """
 
-    def __init__(self, expected: Mapping[str, float], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, expected: Mapping[str, float], clock: Callable[[], float] = time.monotonic,
+                 jobs: int = 1) -> None:
+        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+            raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
         for name, seconds in expected.items():
             if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
                 raise TypeError(f"expected seconds of {name!r} must be a number, got {seconds!r}")
@@ -72,8 +83,8 @@ class GalleryClock:
         self._lock = threading.Lock()
         self._done: dict[str, str] = {}  # name -> status
         self._measured: dict[str, float] = {}  # finished experiments -> wall seconds
-        self._current: str | None = None
-        self._current_started = 0.0
+        self._running: dict[str, float] = {}  # experiments in progress -> when they started
+        self.jobs = jobs
 
     @property
     def total(self) -> int:
@@ -90,10 +101,16 @@ class GalleryClock:
             raise ValueError(f"{name!r} is not in this gallery ({', '.join(self.expected)})")
 
     def start(self, name: str) -> None:
-        """Marks ``name`` as the experiment in progress, from now."""
+        """Marks ``name`` as in progress, from now."""
         self._check_name(name)
         with self._lock:
-            self._current, self._current_started = name, self._clock()
+            self._running[name] = self._clock()
+
+    @property
+    def running(self) -> list[str]:
+        """The experiments in progress, in the order they started."""
+        with self._lock:
+            return list(self._running)
 
     def finish(self, name: str, status: str, wall_time_s: float) -> None:
         """Marks ``name`` done; a ``finished`` one's wall time (seconds) refines the speed factor."""
@@ -104,8 +121,7 @@ class GalleryClock:
             self._done[name] = status
             if status == "finished" and wall_time_s > 0:
                 self._measured[name] = float(wall_time_s)
-            if self._current == name:
-                self._current = None
+            self._running.pop(name, None)
 
     def speed_factor(self) -> float:
         """Measured over expected time of the finished experiments, with the prior weight (1 at first)."""
@@ -126,12 +142,10 @@ class GalleryClock:
         now = self._clock()
         with self._lock:
             pending = [name for name in self.expected if name not in self._done]
-            current, current_started = self._current, self._current_started
-        left = 0.0
-        for name in pending:
-            cost = factor * self.expected[name]
-            left += max(cost - (now - current_started), 0.0) if name == current else cost
-        return left
+            running = dict(self._running)
+        left = [max(factor * self.expected[name] - (now - running[name]), 0.0) if name in running
+                else factor * self.expected[name] for name in pending]
+        return max(sum(left) / self.jobs, max(left, default=0.0))
 
     def times(self) -> str:
         """``"5 min 12 s elapsed, about 20 min left"`` (no time left once all are done)."""
@@ -152,17 +166,28 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def gallery_plan(selection: Sequence[Experiment], quick: bool, registered: Mapping[str, Experiment]) -> str:
-    """What the gallery is about to do and roughly how long the full and quick galleries take on 2 cores."""
+def default_jobs(quick: bool) -> int:
+    """The CLI's default: 2 experiments at once for ``--quick`` where there are 2 cores (compilation, mostly
+    single-threaded, overlaps), 1 for the full gallery (whose sae selections have wall-time budgets)."""
+    return 2 if quick and _cores() >= 2 and jax_process_count() == 1 else 1
+
+
+def gallery_plan(selection: Sequence[Experiment], quick: bool, registered: Mapping[str, Experiment],
+                 jobs: int = 1) -> str:
+    """What the gallery is about to do and roughly how long the full and quick galleries take on 2 cores
+    (the full one an experiment at a time, the quick one two at a time, as the CLI runs them there)."""
     gallery = [e for e in registered.values() if e.in_gallery]
-    full = sum(e.expected_cost(quick=False) for e in gallery)
-    fast = sum(e.expected_cost(quick=True) for e in gallery)
-    this = sum(e.expected_cost(quick) for e in selection)
+
+    def estimate(chosen: Sequence[Experiment], fast: bool, at_once: int) -> str:
+        costs = {e.name: e.expected_cost(fast) for e in chosen}
+        return format_duration(GalleryClock(costs, jobs=at_once).remaining() if costs else 0.0, rough=True)
+
     count = f"{len(selection)} experiment{'s' if len(selection) != 1 else ''}"
     return (
-        f"On 2 CPU cores the full gallery takes about {format_duration(full, rough=True)} and --quick about "
-        f"{format_duration(fast, rough=True)}. Running {count} with the {'quick' if quick else 'default'} "
-        f"settings: about {format_duration(this, rough=True)} on 2 cores (this machine has {_cores()})."
+        f"On 2 CPU cores the full gallery takes about {estimate(gallery, False, 1)} and --quick about "
+        f"{estimate(gallery, True, 2)} (two at a time, compiling from scratch). Running {count} with the "
+        f"{'quick' if quick else 'default'} settings{f', {jobs} at a time' if jobs > 1 else ''}: about "
+        f"{estimate(selection, quick, jobs)} on 2 cores (this machine has {_cores()})."
     )
 
 
@@ -191,6 +216,7 @@ def run_gallery(
     progress: Any | None = None,
     selection: Sequence[Experiment] | None = None,
     log: Callable[[str], None] | None = None,
+    jobs: int = 1,
 ) -> GalleryResult:
     """Runs every gallery experiment (or those named in ``only``) and writes ``out/index.html``.
 
@@ -205,7 +231,12 @@ def run_gallery(
         selection: explicit experiments (for programmatic use and tests); overrides ``only``.
         log: called with the plan before the first experiment and one line after each
             (done of total, elapsed, time left), or None.
+        jobs: experiments run at once, each in a worker process (registered experiments only;
+            a single-process run). Experiments with a wall-time budget (the sae selections) get
+            less done within it while they share the cores. Inside a worker no bars are shown.
     """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     out = Path(out)
     registered = experiments()
     if selection is None:
@@ -219,18 +250,62 @@ def run_gallery(
     names = [e.name for e in selection]
     if len(set(names)) != len(names):
         raise ValueError(f"a gallery runs each experiment once; got {', '.join(names)}")
+    if jobs > 1:
+        unregistered = [e.name for e in selection if registered.get(e.name) is not e]
+        if unregistered:
+            raise ValueError(f"jobs > 1 runs registered experiments only (a worker process finds them by name); "
+                             f"not registered: {', '.join(unregistered)}")
+        if jax_process_count() > 1:
+            raise ValueError("jobs > 1 is for one process; a multi-process (--distributed) gallery runs one "
+                             "experiment at a time")
 
     with process_directory(out) as here:  # other processes than 0 write to a private copy
         result = _run_gallery(here, selection, registered, quick=quick, resume=resume, force=force,
-                              progress=progress, log=log)
+                              progress=progress, log=log, jobs=jobs)
     if here == out:
         return result
     records = [dataclasses.replace(r, out=out / r.name) for r in result.records]
     return GalleryResult(out, out / result.page.name, records)
 
 
+def jax_process_count() -> int:
+    """Processes of this (possibly distributed) JAX run."""
+    import jax
+
+    return jax.process_count()
+
+
+def _worker_setup(cache_dir: str | None, min_compile_seconds: float) -> None:
+    """A worker shares the parent's persistent compilation cache (JAX's config is per process)."""
+    import jax
+
+    if cache_dir:
+        jax.config.update("jax_compilation_cache_dir", cache_dir)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_seconds)
+
+
+def _run_in_worker(name: str, out: str, resume: bool, quick: bool) -> dict[str, Any]:
+    """Runs one registered experiment in a worker; its record as plain values."""
+    try:
+        record = run_experiment(name, out=Path(out), resume=resume, quick=quick, raise_on_error=False)
+    except RunDirectoryError as error:
+        return {"name": name, "out": out, "status": "failed", "wall_time_s": 0.0, "metrics": {},
+                "error": f"{type(error).__name__}: {error}", "skipped": False}
+    return dataclasses.asdict(record) | {"out": str(record.out)}
+
+
+def _worker_pool(jobs: int) -> concurrent.futures.ProcessPoolExecutor:
+    import jax
+
+    cache = jax.config.jax_compilation_cache_dir
+    return concurrent.futures.ProcessPoolExecutor(
+        max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_setup,
+        initargs=(str(cache) if cache else None, float(jax.config.jax_persistent_cache_min_compile_time_secs)))
+
+
 def _run_gallery(out: Path, selection: Sequence[Experiment], registered: Mapping[str, Experiment], *, quick: bool,
-                 resume: bool, force: bool, progress: Any | None, log: Callable[[str], None] | None) -> GalleryResult:
+                 resume: bool, force: bool, progress: Any | None, log: Callable[[str], None] | None,
+                 jobs: int) -> GalleryResult:
     resuming = prepare_directory(out, resume, force, "superpose gallery", "gallery.json")
     if resuming:
         stored = files.read_json(out / "gallery.json")
@@ -243,28 +318,18 @@ def _run_gallery(out: Path, selection: Sequence[Experiment], registered: Mapping
 
     title = f"superpose gallery{' (quick)' if quick else ''}"
     records: dict[str, RunRecord] = {}
-    clock = GalleryClock({e.name: e.expected_cost(quick) for e in selection})
+    clock = GalleryClock({e.name: e.expected_cost(quick) for e in selection}, jobs=min(jobs, len(selection) or 1))
     say = log if log is not None else (lambda line: None)
 
     def write_page(summary: str) -> Path:
         entries = [_entry(e, records.get(e.name), quick) for e in selection]
         return write_gallery_page(out, entries, title, summary)
 
-    say(gallery_plan(selection, quick, registered))
+    say(gallery_plan(selection, quick, registered, jobs))
     write_page(f"Started; {clock.summary()} (when this page was written).")
     task = progress.add_task("gallery", total=len(selection), clock=clock) if progress is not None else None
-    for exp in selection:
-        if progress is not None:
-            progress.update(task, description=f"gallery: {exp.name}")
-        run_dir = out / exp.name
-        clock.start(exp.name)
-        try:
-            record = run_experiment(
-                exp, out=run_dir, resume=resuming and run_dir.exists(), quick=quick,
-                progress=progress, raise_on_error=False,
-            )
-        except RunDirectoryError as error:  # e.g. a config that changed between versions
-            record = RunRecord(exp.name, run_dir, "failed", 0.0, {}, f"{type(error).__name__}: {error}")
+
+    def finished(exp: Experiment, record: RunRecord) -> None:
         records[exp.name] = record
         clock.finish(exp.name, record.status, record.wall_time_s)
         outcome = "kept from before" if record.skipped else record.status
@@ -273,8 +338,54 @@ def _run_gallery(out: Path, selection: Sequence[Experiment], registered: Mapping
         write_page(f"{clock.summary()} (when this page was written).")
         if progress is not None:
             progress.advance(task)
+
+    def describe() -> None:
+        if progress is not None:
+            progress.update(task, description=f"gallery: {', '.join(clock.running)}")
+
+    if jobs == 1:
+        for exp in selection:
+            run_dir = out / exp.name
+            clock.start(exp.name)
+            describe()
+            try:
+                record = run_experiment(
+                    exp, out=run_dir, resume=resuming and run_dir.exists(), quick=quick,
+                    progress=progress, raise_on_error=False,
+                )
+            except RunDirectoryError as error:  # e.g. a config that changed between versions
+                record = RunRecord(exp.name, run_dir, "failed", 0.0, {}, f"{type(error).__name__}: {error}")
+            finished(exp, record)
+    else:
+        _run_in_workers(out, selection, quick, resuming, jobs, clock, finished, describe)
     if progress is not None:
         progress.remove_task(task)
     count = f"{len(selection)} experiment{'s' if len(selection) != 1 else ''}"
     page = write_page(f"Done: {count} in {format_duration(clock.elapsed())} this session.")
     return GalleryResult(out, page, [records[e.name] for e in selection])
+
+
+def _run_in_workers(out: Path, selection: Sequence[Experiment], quick: bool, resuming: bool, jobs: int,
+                    clock: GalleryClock, finished: Callable[[Experiment, RunRecord], None],
+                    describe: Callable[[], None]) -> None:
+    """Runs the experiments ``jobs`` at a time, the longest expected first, each in a worker process."""
+    waiting = sorted(selection, key=lambda e: -e.expected_cost(quick))
+    running: dict[concurrent.futures.Future, Experiment] = {}
+    with _worker_pool(jobs) as pool:
+        while waiting or running:
+            while waiting and len(running) < jobs:
+                exp = waiting.pop(0)
+                run_dir = out / exp.name
+                clock.start(exp.name)
+                running[pool.submit(_run_in_worker, exp.name, str(run_dir), resuming and run_dir.exists(), quick)] = exp
+            describe()
+            done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                exp = running.pop(future)
+                try:
+                    fields = future.result()
+                    record = RunRecord(**(fields | {"out": Path(fields["out"])}))
+                except Exception as error:  # the worker died (memory, a signal): the others go on
+                    record = RunRecord(exp.name, out / exp.name, "failed", 0.0, {},
+                                       f"the worker process failed: {type(error).__name__}: {error}")
+                finished(exp, record)

@@ -182,7 +182,7 @@ def _linear_baselines(Z, Z_test, ranks, latents: int, k: int, steps: int, key) -
     return baselines
 
 
-@experiment("sae-circles", SaeCirclesConfig, quick={"restarts": 2, "linear_steps": 1000, "harmonics": 1})
+@experiment("sae-circles", SaeCirclesConfig, quick={"restarts": 2, "linear_steps": 1000, "harmonics": 1, "evaluations": 25})
 def sae_circles(config: SaeCirclesConfig, run: RunContext) -> None:
     """Two planted circles: a manifold SAE with two circle atoms against a linear SAE and PCA."""
     import time
@@ -342,7 +342,7 @@ class SaeSuperposedConfig(ExperimentConfig):
 
 
 @experiment("sae-superposed", SaeSuperposedConfig,
-            quick={"rows": 2000, "evaluations": 15, "seconds": 60.0, "linear_steps": 1000})
+            quick={"rows": 2000, "evaluations": 15, "seconds": 20.0, "linear_steps": 1000})
 def sae_superposed(config: SaeSuperposedConfig, run: RunContext) -> None:
     """C circles superposed in R^p: a manifold SAE with selected strengths against PCA and a TopK SAE."""
     import time
