@@ -52,7 +52,7 @@ EXPECTED_SECONDS: Mapping[str, Mapping[str, float]] = {
     "recall-fit": {"full": 247.0, "quick": 16.8},  # full: the certified fit (issue 16), its own run
     "recall-recovery": {"full": 84.0, "quick": 64.0},  # full: issue 16's search, 2 restarts, its own run
     "recall-choice-rule": {"full": 6.0, "quick": 9.8},
-    "recall-compare": {"full": 362.0, "quick": 25.7},  # full: its own run, 2026-12-02, before the simulated curves
+    "recall-compare": {"full": 388.0, "quick": 25.7},  # full: its own run, 2026-12-02, with the simulated curves
     "scales-stability": {"full": 26.0, "quick": 36.1},
     "sae-circles": {"full": 57.0, "quick": 43.7},
     "sae-sweep": {"full": 328.0, "quick": 75.0},
