@@ -189,10 +189,6 @@ def run(
     force: Annotated[bool, typer.Option(help="Replace an earlier run in --out.")] = False,
     quick: Annotated[bool, typer.Option(help="Use the experiment's quick settings (as the quick gallery does).")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
-    jobs: Annotated[Optional[int], typer.Option(
-        help="Experiments run at once, each in a process of its own (default: 2 with --quick on a machine with at "
-        "least 2 cores, else 1). Experiments with a wall-time budget get less done within it while they share "
-        "the cores.", min=1, show_default=False)] = None,
     distributed: Distributed = False,
     coordinator: Coordinator = None,
     num_processes: NumProcesses = None,

@@ -37,7 +37,7 @@ def fake_likelihood(monkeypatch, score):
                         lambda params, trials: jnp.asarray(score({n: np.atleast_1d(np.asarray(v)) for n, v in
                                                                   params._asdict().items()})))
 
-    def value_and_grad(z, fixed_values, lows, highs, trials, free, n_items):
+    def value_and_grad(z, fixed_values, lows, highs, trials, free, n_items, variant=None):
         values = dict(zip(free, np.atleast_2d(np.asarray(search.from_unbounded(z, lows, highs))).T))
         return jnp.asarray(score(values)[0]), jnp.zeros_like(z)
 

@@ -237,9 +237,18 @@ truth = make_parameters({"encoding_drift_rate": 0.7, "start_drift_rate": 0.1, "r
     "mfc_learning_rate": 0.2, "mcf_learning_rate": 1.0, "shared_support": 0.1, "item_support": 4.0,
     "primacy_scale": 6.0, "primacy_decay": 0.4, "stop_probability_scale": 0.01, "stop_probability_growth": 0.3,
     "choice_sensitivity": 4.0})
-trials = prepare(simulate(truth, jax.random.key(0), list_length=10, n_lists=12))
+data = simulate(truth, jax.random.key(0), list_length=10, n_lists=12)
+trials = prepare(data)
 pop = uniform_population(jax.random.key(1), 37, DEFAULT_FREE, DEFAULT_FIXED)
-print(json.dumps({"devices": jax.device_count(), "nll": np.asarray(population_nll(pop, trials)).tolist()}))
+from superpose.recall import CMRVariant, VariantParameters, prepare_variant, variant_population_nll
+instance = CMRVariant(memory="instance")
+kappa = np.linspace(0.5, 3.0, 37, dtype=np.float32)
+zeros = np.zeros(37, np.float32)
+variant_pop = VariantParameters(cmr=pop, semantic_scale=zeros, trace_sensitivity=kappa, category_drift_rate=zeros,
+                                category_weight=zeros)
+variant_nll = variant_population_nll(variant_pop, prepare_variant(data, instance), instance)
+print(json.dumps({"devices": jax.device_count(), "nll": np.asarray(population_nll(pop, trials)).tolist(),
+                  "instance_nll": np.asarray(variant_nll).tolist()}))
 """
 
 
@@ -247,6 +256,9 @@ def test_population_sharded_over_four_devices_equals_one_device():
     runs = run_with_devices(SHARDED)
     assert runs[4]["devices"] == 4 and len(runs[4]["nll"]) == 37
     np.testing.assert_allclose(runs[4]["nll"], runs[1]["nll"], rtol=1e-5)
+    # a variant's population goes through the same sharding (instance M^CF, trace sensitivity 0.5..3)
+    assert len(runs[4]["instance_nll"]) == 37 and np.all(np.isfinite(runs[1]["instance_nll"]))
+    np.testing.assert_allclose(runs[4]["instance_nll"], runs[1]["instance_nll"], rtol=1e-5)
 
 
 def test_event_activations_equal_context_times_mcf():

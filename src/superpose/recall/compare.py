@@ -18,6 +18,7 @@ likelihood say whether the improvement pays for its parameters.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import jax
@@ -46,16 +47,17 @@ VARIANTS: dict[str, CMRVariant | None] = {
 """The variants :func:`compare_variants` knows by name (None: the base model)."""
 
 
-def _held_out_nll(result: FitResult, subject: int, test: RecallDataset, variant: CMRVariant | None,
-                  similarity: Any) -> float:
-    """Float64 NLL of the ``test`` lists under the subject's fitted parameters."""
-    values = {k: np.float64(v) for k, v in next(f for f in result.fits if f.subject == subject).parameters.items()}
+def _held_out(result: FitResult, subject: int, test: RecallDataset, variant: CMRVariant | None,
+              similarity: Any) -> tuple[float, int]:
+    """(float64 NLL of the ``test`` lists under the subject's fitted parameters, events scored: recalls and stops)."""
+    trials = prepare(test) if variant is None else prepare_variant(test, variant, similarity)
+    values = {n: float(v) for n, v in next(f for f in result.fits if f.subject == subject).parameters.items()}
+    score = list_log_likelihoods if variant is None else partial(variant_list_log_likelihoods, variant=variant)
     with float64_enabled():
-        if variant is None:
-            return -float(np.sum(np.asarray(list_log_likelihoods(make_parameters(values), prepare(test)))))
-        trials = prepare_variant(test, variant, similarity if variant.semantic else None)
-        return -float(np.sum(np.asarray(variant_list_log_likelihoods(make_variant_parameters(values), trials,
-                                                                      variant))))
+        params = (make_parameters if variant is None else make_variant_parameters)(values)
+        nll = -float(np.sum(np.asarray(score(params, trials))))
+    base = trials if variant is None else trials.trials
+    return nll, base.n_events
 
 
 def fold_assignment(n_lists: int, folds: int, key: jax.Array) -> np.ndarray:
@@ -79,7 +81,8 @@ def compare_variants(dataset: RecallDataset, variants: Sequence[str], *, similar
         folds: k of the cross-validation over each subject's lists (0: none; else 2..the fewest lists).
         key: PRNG key of the fold split (needed when ``folds`` ≥ 2).
         progress: called with a short text after each fit.
-        results_dir: if given, each variant's fits go to ``<results_dir>/fits-<variant>.json`` (resumable).
+        results_dir: if given, each variant's fits go to ``<results_dir>/fits-<variant>.json`` (resumable; the
+            cross-validation's fold fits are not stored, so a resumed run fits them again).
         fit_options: passed to :func:`fit` (``restarts``, ``confirm``, ``seed``, ...).
 
     Returns:
@@ -124,15 +127,19 @@ def compare_variants(dataset: RecallDataset, variants: Sequence[str], *, similar
                 held_out, events = 0.0, 0
                 for fold in range(folds):
                     train = dataset.select(lists[assignment != fold])
-                    test = dataset.select(lists[assignment == fold])
                     fitted = fit(train, variant=variant, similarity=needs, **fit_options)
-                    held_out += _held_out_nll(fitted, f.subject, test, variant, needs)
-                    events += int(test.correct.sum()) + test.n_lists  # recalls scored, and one stop per list
+                    nll, n = _held_out(fitted, f.subject, dataset.select(lists[assignment == fold]), variant, needs)
+                    held_out, events = held_out + nll, events + n
                 row["cv_nll"], row["cv_events"] = held_out, events
                 if progress is not None:
                     progress(f"{name}: {folds}-fold cross-validation of subject {f.subject}")
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def reference_variant(names: Sequence[str]) -> str:
+    """The variant others are compared with: the base model if it was fitted, else the first one."""
+    return "base" if "base" in names else names[0]
 
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
@@ -141,7 +148,7 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     columns = [c for c in ("nll", "aic", "bic", "cv_nll") if c in table]
     summary = table.groupby("variant", sort=False).agg(subjects=("subject", "nunique"), k=("k", "first"),
                                                         **{c: (c, "sum") for c in columns})
-    reference = "base" if "base" in summary.index else summary.index[0]
+    reference = reference_variant(list(summary.index))
     for c in columns:
         summary[f"delta_{c}"] = summary[c] - summary.loc[reference, c]
     return summary.reset_index()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +18,7 @@ from superpose.numerics.experiments import scale_then_mask
 from superpose.recall.analyses import lag_crp, pnr, spc
 from superpose.recall.clustering import category_crp, distance_crp, distances_by_item
 from superpose.recall.compare import VARIANTS as COMPARE_VARIANTS
-from superpose.recall.compare import compare_variants, summarise, winners
+from superpose.recall.compare import compare_variants, reference_variant, summarise, winners
 from superpose.recall.data import RecallDataset
 from superpose.recall.fitting import AT_BOUND_FRACTION, DEFAULT_AGREE, FitResult, fit, nll64
 from superpose.recall.likelihood import event_activations, prepare
@@ -207,16 +208,22 @@ def parse_bounds(text: str) -> dict[str, tuple[float, float]]:
     return out
 
 
+def _certificate(restarts: int, confirm: float, max_restarts: int = 12) -> dict[str, Any]:
+    """``fit``'s restart settings from an experiment's: ``confirm`` 0 means exactly ``restarts`` restarts,
+    and the budget of a confirmed fit is never below ``restarts``."""
+    return {"restarts": restarts, "confirm": confirm if confirm > 0 else None,
+            "max_restarts": max(max_restarts, restarts)}
+
+
 @experiment("recall-fit", FitConfig, quick={"subjects": "first:2", "restarts": 1, "confirm": 0.0, "sim_repeats": 4})
 def recall_fit(config: FitConfig, run: RunContext) -> None:
     """Fit CMR to Morton2013 (or peers_notask) per subject; data against simulated model."""
     dataset = _chosen_subjects(load_sample(config.dataset), config.subjects)
     subjects = tuple(int(s) for s in dataset.subjects)
     confirming = config.confirm > 0
-    result = fit(dataset, subjects, bounds=parse_bounds(config.bounds), restarts=config.restarts,
-                 popsize=config.popsize, tol=config.tol, seed=config.seed, polish_steps=config.polish_steps,
-                 confirm=config.confirm if confirming else None, max_restarts=max(config.max_restarts, config.restarts),
-                 show_progress=run.progress is not None, results_path=run.out / "fits.json")
+    result = fit(dataset, subjects, bounds=parse_bounds(config.bounds), popsize=config.popsize, tol=config.tol,
+                 seed=config.seed, polish_steps=config.polish_steps,
+                 **_certificate(config.restarts, config.confirm, config.max_restarts), show_progress=run.progress is not None, results_path=run.out / "fits.json")
     table = result.table()
     write_text(run.out / "fits.csv", table.to_csv(index=False))
     params = {f.subject: make_parameters(f.parameters) for f in result.fits}
@@ -315,9 +322,8 @@ def recall_recovery(config: RecoveryConfig, run: RunContext) -> None:
         presented=np.concatenate([d.presented for d in datasets]),
         recalls=np.concatenate([np.pad(d.recalls, ((0, 0), (0, config.list_length - d.recalls.shape[1])))
                                 for d in datasets]))
-    result = fit(combined, restarts=config.restarts, seed=config.seed, polish_steps=config.polish_steps,
-                 confirm=config.confirm if config.confirm > 0 else None,
-                 show_progress=run.progress is not None, results_path=run.out / "fits.json")
+    result = fit(combined, seed=config.seed, polish_steps=config.polish_steps,
+                 **_certificate(config.restarts, config.confirm), show_progress=run.progress is not None, results_path=run.out / "fits.json")
     fitted = {f.subject: f for f in result.fits}
     true_nll = [nll64(prepare(combined.select(subjects=[i + 1])), truths[i]) for i in range(config.n_subjects)]
     fig, axes = plt.subplots(3, 4, figsize=(15, 10.5))
@@ -504,8 +510,8 @@ def recall_compare(config: CompareConfig, run: RunContext) -> None:
     distances = distances_by_item(dataset, *fr.sample_distances("Morton2013"))
     similarity = similarity_from_distances(distances)
     table = compare_variants(dataset, config.variants, similarity=similarity, folds=config.folds,
-                             key=jax.random.fold_in(run.key, 2), restarts=config.restarts, seed=config.seed,
-                             confirm=config.confirm if config.confirm > 0 else None, results_dir=run.out)
+                             key=jax.random.fold_in(run.key, 2), seed=config.seed, results_dir=run.out,
+                             show_progress=run.progress is not None, **_certificate(config.restarts, config.confirm))
     summary = summarise(table)
     write_text(run.out / "compare.csv", table.to_csv(index=False))
     write_text(run.out / "summary.csv", summary.to_csv(index=False))
@@ -513,11 +519,12 @@ def recall_compare(config: CompareConfig, run: RunContext) -> None:
     labels = {"aic": "AIC", "bic": "BIC", "cv_nll": f"held-out NLL ({config.folds}-fold)"}
     fig, axes = plt.subplots(1, len(criteria), figsize=(4.6 * len(criteria), 4.2), squeeze=False)
     names = list(summary["variant"])
-    reference = "base" if "base" in names else names[0]
+    reference = reference_variant(names)
+    by_variant = summary.set_index("variant")
     for ax, criterion in zip(axes[0], criteria):
         per_subject = table.pivot(index="subject", columns="variant", values=criterion)
         delta = per_subject.sub(per_subject[reference], axis=0)[names]
-        ax.bar(range(len(names)), delta.sum(axis=0), color="0.75", label="sum over subjects")
+        ax.bar(range(len(names)), by_variant.loc[names, f"delta_{criterion}"], color="0.75", label="sum over subjects")
         for i, name in enumerate(names):
             ax.scatter(np.full(len(delta), i), delta[name], s=14, color="C0", zorder=3,
                        label="one subject" if i == 0 else None)
@@ -537,15 +544,14 @@ def recall_compare(config: CompareConfig, run: RunContext) -> None:
                            f"Morton2013: data and each variant simulated at its fits ({n_subjects} subject"
                            f"{'s' if n_subjects > 1 else ''}, {config.sim_repeats} copies of every list)",
                            panels=COMPARED_CURVES, name="data_vs_variants")
-    closest = {panel: min(by_variant, key=by_variant.get) for panel, by_variant in rms.items()}
+    closest = {panel: min(per_variant, key=per_variant.get) for panel, per_variant in rms.items()}
     best = winners(summary)
     run.log_metrics(subjects=n_subjects, winners=best,
                     **{f"sum_{c}_by_variant": dict(zip(summary["variant"], map(float, summary[c])))
                        for c in ("nll", *criteria)},
                     rms_difference_by_curve=rms, closest_variant_by_curve=closest)
-    by_variant = summary.set_index("variant")
     run.note("Per criterion, the variant with the lowest sum over subjects: " + "; ".join(
-        f"{labels.get(c, 'NLL')}: {w} ({float(by_variant.loc[w, c] - by_variant.loc[reference, c]):+.1f} "
+        f"{labels.get(c, 'NLL')}: {w} ({float(by_variant.loc[w, f'delta_{c}']):+.1f} "
         f"against {reference})" for c, w in best.items()) + f". Each variant was fitted to each subject with at least "
         f"{config.restarts} restarts ({'confirmed within ' + format(config.confirm, 'g') + ' nats' if config.confirm > 0 else 'no confirmation'}); "
         "AIC = 2k + 2·NLL, BIC = k·ln(n events) + 2·NLL" + (f"; held-out NLL sums each of {config.folds} folds of a subject's lists "

@@ -28,14 +28,7 @@ import numpy as np
 
 from superpose.recall.data import RecallDataset
 from superpose.recall.likelihood import Trials, prepare
-from superpose.recall.parameters import (
-    BOUNDS,
-    DEFAULT_FIXED,
-    DEFAULT_FREE,
-    LIMITS,
-    CMRParameters,
-    make_parameters,
-)
+from superpose.recall.parameters import DEFAULT_FIXED, DEFAULT_FREE, make_parameters
 from superpose.recall.search import (
     ALL_BOUNDS,
     ALL_LIMITS,

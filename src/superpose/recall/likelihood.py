@@ -169,20 +169,31 @@ def _event_activations(params: CMRParameters, trials: Trials, n_items: int) -> F
     return activations[trials.event_step, trials.event_list]               # (E, N)
 
 
-def _event_log_probabilities(params: CMRParameters, trials: Trials, n_items: int
-                             ) -> tuple[Float[Array, " E"], Float[Array, " L"]]:
-    """(log-probability of each recall event, log-probability of each list's stop)."""
-    log_choice = log_choice_probability_of(_event_activations(params, trials, n_items), trials.event_mask,
-                                           params.choice_sensitivity, trials.event_target)
+def log_probabilities_at(activations: Float[Array, "E N"], params: CMRParameters, trials: Trials
+                         ) -> tuple[Float[Array, " E"], Float[Array, " L"]]:
+    """(log-probability of each recall event, of each list's stop) given the ``(E, N)`` activations at the
+    events: the choice rule and the stop rule, shared by the base model and its variants."""
+    log_choice = log_choice_probability_of(activations, trials.event_mask, params.choice_sensitivity,
+                                           trials.event_target)
     _, log_continue = log_stop_probability(params, trials.event_step, trials.event_left)
     log_stop, _ = log_stop_probability(params, trials.stop_step, trials.stop_left)
     return (jnp.where(trials.event_valid, log_choice + log_continue, 0.0),
             jnp.where(trials.list_valid, log_stop, 0.0))
 
 
-def _list_log_likelihoods(params: CMRParameters, trials: Trials, n_items: int) -> Float[Array, " L"]:
-    events, stops = _event_log_probabilities(params, trials, n_items)
+def per_list(events: Float[Array, " E"], stops: Float[Array, " L"], trials: Trials) -> Float[Array, " L"]:
+    """Each list's log-likelihood from its events' and its stop's log-probabilities."""
     return stops + jax.ops.segment_sum(events, trials.event_list, num_segments=trials.targets.shape[0])
+
+
+def _event_log_probabilities(params: CMRParameters, trials: Trials, n_items: int
+                             ) -> tuple[Float[Array, " E"], Float[Array, " L"]]:
+    """(log-probability of each recall event, log-probability of each list's stop)."""
+    return log_probabilities_at(_event_activations(params, trials, n_items), params, trials)
+
+
+def _list_log_likelihoods(params: CMRParameters, trials: Trials, n_items: int) -> Float[Array, " L"]:
+    return per_list(*_event_log_probabilities(params, trials, n_items), trials)
 
 
 def _total_nll(params: CMRParameters, trials: Trials, n_items: int) -> Float[Array, ""]:
@@ -262,11 +273,18 @@ def population_nll(params: CMRParameters, trials: Trials) -> Float[Array, " P"]:
 
 def score_population(params: CMRParameters, trials: Trials) -> Float[Array, " P"]:
     """:func:`population_nll` without the input checks (for optimisers that stay in bounds)."""
+    return shard_population(_population_nll, params, trials, n_items=trials.n_items)
+
+
+def shard_population(population: Callable[..., Array], params: Any, trials: Any, **static: Any) -> Float[Array, " P"]:
+    """``population(params, trials, **static)`` (a jitted population likelihood, ``static`` its hashable static
+    arguments); with several devices the population axis is sharded over them
+    (:func:`superpose.parallel.sharded`), for the base model and its variants alike."""
     if jax.device_count() == 1:
-        return _population_nll(params, trials, trials.n_items)
-    return _sharded_for(trials.n_items, jax.device_count())(params, trials)
+        return population(params, trials, **static)
+    return _sharded_for(population, tuple(sorted(static.items())), jax.device_count())(params, trials)
 
 
 @functools.lru_cache(maxsize=None)
-def _sharded_for(n_items: int, n_devices: int):
-    return sharded(partial(_population_nll, n_items=n_items), batch_argnums=(0,))
+def _sharded_for(population: Callable[..., Array], static: tuple[tuple[str, Any], ...], n_devices: int):
+    return sharded(partial(population, **dict(static)), batch_argnums=(0,))

@@ -31,7 +31,14 @@ from scipy.optimize import differential_evolution, minimize
 
 from superpose.numerics import float64_enabled
 from superpose.recall import variants as _variants
-from superpose.recall.likelihood import Trials, _total_nll, jit, negative_log_likelihood, score_population
+from superpose.recall.likelihood import (
+    Trials,
+    _total_nll,
+    jit,
+    negative_log_likelihood,
+    score_population,
+    shard_population,
+)
 from superpose.recall.parameters import (
     BOUNDS,
     LIMITS,
@@ -92,7 +99,8 @@ def score(values: Mapping[str, np.ndarray], trials: Trials | VariantTrials, vari
     """NLLs ``(P,)`` of a population given as ``(P,)`` arrays by name, in one jitted call (no checks)."""
     if variant is None:
         return score_population(build(values, None), trials)
-    return _variants._population(build(values, variant), trials, trials.n_items, variant)
+    return shard_population(_variants._population, build(values, variant), trials, n_items=trials.n_items,
+                            variant=variant)
 
 _EPS = 2.220446049250313e-16
 POLISH_ROUNDS = 5
@@ -188,13 +196,12 @@ def _objective64(trials: Trials | VariantTrials, free: tuple[str, ...], fixed: M
     lows, highs = _box_arrays(box, free)
     names = tuple(n for n in parameter_names(variant) if n not in free)
     fixed_values = np.array([fixed[n] for n in names], np.float64)
-    static = {} if variant is None else {"variant": variant}  # the base model's call stays as it was
 
     def value_and_grad(z: np.ndarray) -> tuple[float, np.ndarray]:
         with float64_enabled():
             value, grad = _value_and_grad64(jnp.asarray(z, jnp.float64), jnp.asarray(fixed_values),
                                             jnp.asarray(lows), jnp.asarray(highs), trials, free, trials.n_items,
-                                            **static)
+                                            variant)
             return float(value), np.asarray(grad, np.float64)
 
     margin = 1e-12 * (highs - lows)  # a start on a bound maps to a large but finite logit

@@ -46,13 +46,19 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from superpose.numerics import log_choice_probability_of
 from superpose.recall.category import category_tables
 from superpose.recall.data import RecallDataset
-from superpose.recall.likelihood import Trials, chunked_population, jit, prepare
+from superpose.recall.likelihood import (
+    Trials,
+    chunked_population,
+    jit,
+    log_probabilities_at,
+    per_list,
+    prepare,
+    shard_population,
+)
 from superpose.recall.model import (
     encode_with_contexts,
-    log_stop_probability,
     pre_experimental_mcf,
     primacy,
     retained_context,
@@ -67,9 +73,6 @@ from superpose.recall.parameters import (
 
 MEMORY_TYPES = ("linear", "instance")
 
-VARIANT_DEFAULTS: dict[str, float] = {"semantic_scale": 0.0, "trace_sensitivity": 1.0, "category_drift_rate": 0.0,
-                                      "category_weight": 0.0}
-"""Values of the added parameters that make a variant the base model."""
 
 VARIANT_BOUNDS: dict[str, tuple[float, float]] = {"semantic_scale": (0.0, 100.0), "trace_sensitivity": (0.0, 10.0),
                                                   "category_drift_rate": (0.0, 1.0), "category_weight": (0.0, 100.0)}
@@ -126,6 +129,10 @@ class VariantParameters(NamedTuple):
     trace_sensitivity: Any = 1.0
     category_drift_rate: Any = 0.0
     category_weight: Any = 0.0
+
+
+VARIANT_DEFAULTS: dict[str, float] = dict(VariantParameters._field_defaults)
+"""Values of the added parameters that make a variant the base model (:class:`VariantParameters`' defaults)."""
 
 
 def make_variant_parameters(values: Mapping[str, Any] | None = None, **kwargs: Any) -> VariantParameters:
@@ -361,18 +368,11 @@ def instance_activations(vp: VariantParameters, variant: CMRVariant, context: Fl
 
 
 def _log_probabilities(vp: VariantParameters, vt: VariantTrials, n_items: int, variant: CMRVariant):
-    params, trials = vp.cmr, vt.trials
-    log_choice = log_choice_probability_of(_event_activations(vp, vt, n_items, variant), trials.event_mask,
-                                           params.choice_sensitivity, trials.event_target)
-    _, log_continue = log_stop_probability(params, trials.event_step, trials.event_left)
-    log_stop, _ = log_stop_probability(params, trials.stop_step, trials.stop_left)
-    return (jnp.where(trials.event_valid, log_choice + log_continue, 0.0),
-            jnp.where(trials.list_valid, log_stop, 0.0))
+    return log_probabilities_at(_event_activations(vp, vt, n_items, variant), vp.cmr, vt.trials)
 
 
 def _list_log_likelihoods(vp, vt, n_items, variant):
-    events, stops = _log_probabilities(vp, vt, n_items, variant)
-    return stops + jax.ops.segment_sum(events, vt.trials.event_list, num_segments=vt.trials.targets.shape[0])
+    return per_list(*_log_probabilities(vp, vt, n_items, variant), vt.trials)
 
 
 def _total_nll(vp, vt, n_items, variant):
@@ -422,7 +422,7 @@ def variant_population_nll(params: VariantParameters, trials: VariantTrials, var
     shapes = {np.shape(v) for v in jax.tree_util.tree_leaves(params)}
     if len(shapes) != 1 or len(next(iter(shapes))) != 1:
         raise ValueError(f"a population needs every parameter of shape (P,), got shapes {sorted(shapes)}")
-    return _population(params, trials, trials.n_items, variant)
+    return shard_population(_population, params, trials, n_items=trials.n_items, variant=variant)
 
 
 __all__ = ["CMRVariant", "MEMORY_TYPES", "VARIANT_BOUNDS", "VARIANT_DEFAULTS", "VARIANT_LIMITS",

@@ -27,7 +27,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
+
 import superpose
+from superpose._validation import positive_int
 from superpose.runner import files
 from superpose.runner.registry import Experiment, experiments
 from superpose.runner.report import format_duration, write_gallery_page
@@ -69,8 +72,7 @@ class GalleryClock:
 
     def __init__(self, expected: Mapping[str, float], clock: Callable[[], float] = time.monotonic,
                  jobs: int = 1) -> None:
-        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-            raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
+        jobs = positive_int(jobs, "jobs")
         for name, seconds in expected.items():
             if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
                 raise TypeError(f"expected seconds of {name!r} must be a number, got {seconds!r}")
@@ -169,7 +171,7 @@ def _cores() -> int:
 def default_jobs(quick: bool) -> int:
     """The CLI's default: 2 experiments at once for ``--quick`` where there are 2 cores (compilation, mostly
     single-threaded, overlaps), 1 for the full gallery (whose sae selections have wall-time budgets)."""
-    return 2 if quick and _cores() >= 2 and jax_process_count() == 1 else 1
+    return 2 if quick and _cores() >= 2 and jax.process_count() == 1 else 1
 
 
 def gallery_plan(selection: Sequence[Experiment], quick: bool, registered: Mapping[str, Experiment],
@@ -235,8 +237,7 @@ def run_gallery(
             a single-process run). Experiments with a wall-time budget (the sae selections) get
             less done within it while they share the cores. Inside a worker no bars are shown.
     """
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
+    jobs = positive_int(jobs, "jobs")
     out = Path(out)
     registered = experiments()
     if selection is None:
@@ -255,7 +256,7 @@ def run_gallery(
         if unregistered:
             raise ValueError(f"jobs > 1 runs registered experiments only (a worker process finds them by name); "
                              f"not registered: {', '.join(unregistered)}")
-        if jax_process_count() > 1:
+        if jax.process_count() > 1:
             raise ValueError("jobs > 1 is for one process; a multi-process (--distributed) gallery runs one "
                              "experiment at a time")
 
@@ -268,35 +269,29 @@ def run_gallery(
     return GalleryResult(out, out / result.page.name, records)
 
 
-def jax_process_count() -> int:
-    """Processes of this (possibly distributed) JAX run."""
-    import jax
-
-    return jax.process_count()
-
-
 def _worker_setup(cache_dir: str | None, min_compile_seconds: float) -> None:
     """A worker shares the parent's persistent compilation cache (JAX's config is per process)."""
-    import jax
-
     if cache_dir:
         jax.config.update("jax_compilation_cache_dir", cache_dir)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_seconds)
 
 
+def _run_one(exp: Experiment | str, run_dir: Path, resume: bool, quick: bool, progress: Any | None) -> RunRecord:
+    """One experiment of the gallery; a run directory it cannot use is a failed record, not an error."""
+    try:
+        return run_experiment(exp, out=run_dir, resume=resume, quick=quick, progress=progress, raise_on_error=False)
+    except RunDirectoryError as error:  # e.g. a config that changed between versions
+        name = exp if isinstance(exp, str) else exp.name
+        return RunRecord(name, run_dir, "failed", 0.0, {}, f"{type(error).__name__}: {error}")
+
+
 def _run_in_worker(name: str, out: str, resume: bool, quick: bool) -> dict[str, Any]:
     """Runs one registered experiment in a worker; its record as plain values."""
-    try:
-        record = run_experiment(name, out=Path(out), resume=resume, quick=quick, raise_on_error=False)
-    except RunDirectoryError as error:
-        return {"name": name, "out": out, "status": "failed", "wall_time_s": 0.0, "metrics": {},
-                "error": f"{type(error).__name__}: {error}", "skipped": False}
+    record = _run_one(name, Path(out), resume, quick, None)
     return dataclasses.asdict(record) | {"out": str(record.out)}
 
 
 def _worker_pool(jobs: int) -> concurrent.futures.ProcessPoolExecutor:
-    import jax
-
     cache = jax.config.jax_compilation_cache_dir
     return concurrent.futures.ProcessPoolExecutor(
         max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_setup,
@@ -348,14 +343,7 @@ def _run_gallery(out: Path, selection: Sequence[Experiment], registered: Mapping
             run_dir = out / exp.name
             clock.start(exp.name)
             describe()
-            try:
-                record = run_experiment(
-                    exp, out=run_dir, resume=resuming and run_dir.exists(), quick=quick,
-                    progress=progress, raise_on_error=False,
-                )
-            except RunDirectoryError as error:  # e.g. a config that changed between versions
-                record = RunRecord(exp.name, run_dir, "failed", 0.0, {}, f"{type(error).__name__}: {error}")
-            finished(exp, record)
+            finished(exp, _run_one(exp, run_dir, resuming and run_dir.exists(), quick, progress))
     else:
         _run_in_workers(out, selection, quick, resuming, jobs, clock, finished, describe)
     if progress is not None:
