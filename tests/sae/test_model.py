@@ -324,3 +324,33 @@ def test_align_charts_rotates_each_chart_to_its_ard_mode_without_moving_a_point(
                 decoders=(atoms[0].shift_matrix(-shift) @ aligned.decoders[0], aligned.decoders[1]))
             np.testing.assert_allclose(decode(atoms, gate, moved), decode(atoms, gate, params), atol=1e-12)
             assert float(penalized_loss(atoms, gate, moved, hyper, Z)) > after
+
+
+def test_runs_of_equal_atoms_decode_and_search_as_atom_by_atom(monkeypatch):
+    """Equal consecutive atoms are decoded and searched as one run (one compiled body per run);
+    with every atom its own run (the unrolled path), decode and the row search give the same numbers."""
+    from superpose.sae import objective, solve as solve_module
+
+    atoms = (CircleAtom(1), CircleAtom(1), CircleAtom(1), LinearAtom(), CircleAtom(1), CircleAtom(1))
+    assert objective.atom_runs(atoms) == ((0, 3, 0), (3, 1, 3), (4, 2, 4))
+    rng = np.random.default_rng(3)
+
+    def decode_and_search(gate, params, hyper, Z):  # jitted afresh: the patched runs are read when traced
+        return jax.jit(lambda p, h, z: (decode(atoms, gate, p), solve_module.row_search(atoms, gate, p, h, z, 12)))(
+            params, hyper, Z)
+
+    with float64_enabled():
+        for gate in (make_gate("binary"),):
+            params = _random_params(rng, atoms, 40, 5)
+            hyper = SaeHyperparameters.create([a.dim for a in atoms], log_lambda_sparse=-2.0)
+            Z = jnp.asarray(rng.normal(size=(40, 5)))
+            runs = decode_and_search(gate, params, hyper, Z)
+            with monkeypatch.context() as patch:
+                singles = lambda atoms: tuple((k, 1, sum(a.dim for a in atoms[:k])) for k in range(len(atoms)))
+                patch.setattr(objective, "atom_runs", singles)
+                patch.setattr(solve_module, "atom_runs", singles)
+                one_by_one = decode_and_search(gate, params, hyper, Z)
+            np.testing.assert_allclose(runs[0], one_by_one[0], rtol=1e-12, atol=1e-12)
+            np.testing.assert_array_equal(runs[1].logits, one_by_one[1].logits)
+            np.testing.assert_allclose(runs[1].coords, one_by_one[1].coords, atol=1e-12)
+            assert not np.array_equal(runs[1].logits, params.logits)  # the search switched some atoms

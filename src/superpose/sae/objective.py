@@ -64,6 +64,22 @@ def coord_slices(atoms) -> tuple[slice, ...]:
     return tuple(out)
 
 
+def atom_runs(atoms) -> tuple[tuple[int, int, int], ...]:
+    """Runs of equal consecutive atoms: ``(first atom, count, first coordinate column)`` each.
+
+    Code that loops over atoms loops over runs instead, with one vectorised (or ``fori_loop``)
+    body per run: compile time then grows with the number of distinct atoms, not with K.
+    """
+    runs, column = [], 0
+    for k, atom in enumerate(atoms):
+        if runs and atoms[runs[-1][0]] == atom:
+            runs[-1][1] += 1
+        else:
+            runs.append([k, 1, column])
+        column += atom.dim
+    return tuple(tuple(run) for run in runs)
+
+
 def num_coords(atoms) -> int:
     return sum(atom.dim for atom in atoms)
 
@@ -84,8 +100,13 @@ def decode(atoms, gate: Gate, params: SaeParams, logits=None, coords=None) -> Fl
     logits = params.logits if logits is None else logits
     coords = params.coords if coords is None else coords
     a = gate.activities(logits, params.thresholds)
-    terms = atom_terms(atoms, params.decoders, coords)
-    return params.offset + sum(a[..., k, None] * term for k, term in enumerate(terms))
+    out = params.offset
+    for first, count, column in atom_runs(atoms):  # equal atoms at once: one Φ and one contraction per run
+        atom = atoms[first]
+        t = coords[..., column:column + count * atom.dim].reshape(*coords.shape[:-1], count, atom.dim)
+        B = jnp.stack(params.decoders[first:first + count])  # (count, M, p)
+        out = out + jnp.einsum("...c,...cm,cmp->...p", a[..., first:first + count], atom.evaluate(t), B)
+    return out
 
 
 def _log_i0(alpha: Array) -> Array:
@@ -227,6 +248,6 @@ def decoder_penalty_matrix(atoms, log_lambda_smooth: Array, dtype) -> Float[Arra
 
 
 __all__ = [
-    "NULL_SPACE_PRECISION", "SaeParams", "align_charts", "ard_modes", "park_inactive", "penalty_matrix", "ard_penalty", "atom_terms", "coord_slices", "decode", "decoder_penalty_matrix", "design_matrix",
+    "NULL_SPACE_PRECISION", "SaeParams", "align_charts", "ard_modes", "park_inactive", "penalty_matrix", "ard_penalty", "atom_runs", "atom_terms", "coord_slices", "decode", "decoder_penalty_matrix", "design_matrix",
     "num_coords", "penalized_loss", "row_loss", "smoothness_penalty", "wrap_coords",
 ]
