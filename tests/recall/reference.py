@@ -24,6 +24,16 @@ def _drift(c, c_in, beta):
     return rho * c + beta * c_in
 
 
+def _read_out(context, traces, kappa: float, n: int):
+    """Instance memory's activations Σ_t (context·c_t)^κ v_t over an explicit list of traces (c_t, v_t)."""
+    a = np.zeros(n)
+    for trace_context, vector in traces:
+        s = float(context @ trace_context)
+        if s > 0:
+            a += s**kappa * vector
+    return a
+
+
 def list_log_likelihood(p: dict, list_length: int, recalls: list[int]) -> float:
     """log P(recall sequence, then stop) under the base model; ``recalls`` are 1-indexed study positions.
 
@@ -50,7 +60,10 @@ def variant_list_log_likelihood(p: dict, list_length: int, recalls: list[int], s
     ``trace_sensitivity``: None for the linear M^CF (a matrix, learned by outer products); κ for instance
     memory, where M^CF is a list of traces (context, item vector) and a_j = Σ_t (c·c_t)^κ v_t[j].
     ``categories``: the category (1..n_categories) of each position, for the category sublayer (its own
-    context, M^FC and M^CF, cue weight ``p["category_weight"]``, drift ``p["category_drift_rate"]``).
+    context, M^FC and M^CF, cue weight ``p["category_weight"]``, drift ``p["category_drift_rate"]``). With
+    ``trace_sensitivity`` too, the category sublayer's M^CF is a list of traces of its own as well (one per
+    category unit: that unit's pre-experimental row; one per study event: (c^cat_i, γ_CF φ_i f_i)), read out
+    with the same κ and added with the cue weight.
     With all three None this is the base model.
     """
     n = list_length
@@ -70,10 +83,12 @@ def variant_list_log_likelihood(p: dict, list_length: int, recalls: list[int], s
     k_units = n_categories + 1
     fc_cat = np.zeros((n, k_units))
     cf_cat = np.zeros((k_units, n))
+    cat_traces = []                                                # instance memory of the category sublayer
     if categories is not None:
         for i in range(n):
             fc_cat[i, categories[i]] = 1 - p["mfc_learning_rate"]
             cf_cat[categories[i], i] = 1.0
+        cat_traces = [(np.eye(k_units)[g], cf_cat[g].copy()) for g in range(k_units)]
     c_cat = np.eye(k_units)[0]
     c = np.eye(units)[0]
     for i in range(n):
@@ -89,18 +104,17 @@ def variant_list_log_likelihood(p: dict, list_length: int, recalls: list[int], s
             c_cat = _drift(c_cat, np.eye(k_units)[categories[i]], p["category_drift_rate"])
             fc_cat[i] += p["mfc_learning_rate"] * c_cat
             cf_cat[:, i] += p["mcf_learning_rate"] * phi * c_cat
+            cat_traces.append((c_cat.copy(), p["mcf_learning_rate"] * phi * f))
 
     def activation(context, context_cat):
         if trace_sensitivity is None:
             a = context @ mcf
         else:
-            a = np.zeros(n)
-            for trace_context, vector in traces:
-                s = float(context @ trace_context)
-                if s > 0:
-                    a += s**trace_sensitivity * vector
-        if categories is not None:
+            a = _read_out(context, traces, trace_sensitivity, n)
+        if categories is not None and trace_sensitivity is None:
             a += p["category_weight"] * (context_cat @ cf_cat)
+        elif categories is not None:
+            a += p["category_weight"] * _read_out(context_cat, cat_traces, trace_sensitivity, n)
         return a
 
     c = _drift(c, np.eye(units)[0], p["start_drift_rate"])

@@ -1,4 +1,4 @@
-"""CMR variants (semantic M^CF, instance M^CF) against the NumPy reference and the base model."""
+"""CMR variants (semantic M^CF, category units, instance M^CF) against the NumPy reference and the base model."""
 
 import itertools
 
@@ -39,6 +39,8 @@ VARIANTS = {
     "semantic+instance": CMRVariant(semantic=True, memory="instance"),
     "category": CMRVariant(category=True),
     "semantic+category": CMRVariant(semantic=True, category=True),
+    "category+instance": CMRVariant(category=True, memory="instance"),
+    "semantic+category+instance": CMRVariant(semantic=True, category=True, memory="instance"),
 }
 CATEGORIES = np.array(["fruit", "tool", "bird"], dtype=object)
 
@@ -146,7 +148,59 @@ def test_instance_memory_at_sensitivity_one_equals_linear_memory_with_semantics(
     assert abs(a - b) <= 1e-6 * abs(a)
 
 
-@pytest.mark.parametrize("name", ["semantic+instance", "semantic+category"])  # every term, two compiles
+@pytest.mark.parametrize("semantic", [False, True])
+def test_category_instance_memory_at_sensitivity_one_equals_category_linear_memory(data, semantic):
+    """Instance memory per sublayer: at κ = 1 each sublayer's Σ_t (c·c_t)^1 v_t is its linear read-out, so
+    category + instance is category + linear on random parameters (float64, 1e-9); at κ ≠ 1 it is not."""
+    dataset, similarity = data
+    linear = CMRVariant(semantic=semantic, category=True)
+    instance = CMRVariant(semantic=semantic, category=True, memory="instance")
+    rng = np.random.default_rng(8 + semantic)
+    with float64_enabled():   # the shapes and dtypes of test_variant_matches_the_numpy_reference: no new compile
+        linear_trials = prepare_variant(dataset, linear, similarity=similarity)
+        instance_trials = prepare_variant(dataset, instance, similarity=similarity)
+        for _ in range(3):
+            values = {**random_parameters(rng), **_extra(rng, instance), "trace_sensitivity": 1.0}
+            a = float(variant_nll(_f64(values), linear_trials, linear))
+            b = float(variant_nll(_f64(values), instance_trials, instance))
+            assert abs(a - b) <= 1e-9 * abs(a), (values, a, b)
+            for kappa in (0.5, 2.0):
+                c = float(variant_nll(_f64({**values, "trace_sensitivity": kappa}), instance_trials, instance))
+                assert abs(c - a) > 0.5 and abs(c - a) > 1e-3 * abs(a), (values, kappa, a, c)
+
+
+def test_the_category_sublayers_traces_are_its_linear_read_out_only_at_sensitivity_one():
+    """The category sublayer alone (context drifted with NumPy): its trace read-out equals c^cat·M^CF_cat at κ = 1
+    and, at κ = 2, the sum of (c^cat·c^cat_t)² v_t over its explicit traces (unit traces (e_g, M^CF_cat,pre[g]),
+    study traces (c^cat_k, γ_CF φ_k f_k)), which differs from the linear read-out."""
+    from superpose.recall.variants import category_instance_activations
+
+    from .reference import _drift
+
+    rng = np.random.default_rng(12)
+    categories = np.array([1, 2, 1, 3, 2, 0])           # five studied items, then a padding slot
+    units = np.eye(4)[categories] * (np.arange(6) < 5)[:, None]
+    values = {**random_parameters(rng), "category_drift_rate": 0.7, "category_weight": 1.0}
+    contexts, c = [], np.eye(4)[0]
+    for k in range(5):
+        c = _drift(c, np.eye(4)[categories[k]], 0.7)
+        contexts.append(c)
+    contexts = np.array(contexts + [c])                 # the last studied context repeats in the padding slot
+    cue = _drift(c, np.eye(4)[0], values["start_drift_rate"]) * 0.9 + 0.1 * contexts[2]   # any nonnegative cue
+    gain = values["mcf_learning_rate"] * (values["primacy_scale"] * np.exp(-values["primacy_decay"] * np.arange(6))
+                                          + 1) * (np.arange(6) < 5)
+    linear = cue @ (units.T + gain * contexts.T)
+    with float64_enabled():
+        vp = _f64(values)
+        one, two = (np.asarray(category_instance_activations(vp._replace(trace_sensitivity=np.float64(kappa)), cue,
+                                                             contexts @ cue, units)) for kappa in (1.0, 2.0))
+    np.testing.assert_allclose(one, linear, rtol=1e-12, atol=1e-15)
+    traces = [(np.eye(4)[g], units[:, g]) for g in range(4)] + [(contexts[k], gain[k] * np.eye(6)[k]) for k in range(5)]
+    np.testing.assert_allclose(two, sum(max(float(cue @ t), 0.0) ** 2 * v for t, v in traces), rtol=1e-12)
+    assert np.max(np.abs(two[:5] - linear[:5]) / linear[:5]) > 0.1
+
+
+@pytest.mark.parametrize("name", ["semantic+instance", "semantic+category", "semantic+category+instance"])
 def test_probabilities_of_every_sequence_of_a_three_item_list_sum_to_one(name):
     variant = VARIANTS[name]
     sequences = sorted({tuple(p[:k]) for k in range(4) for p in itertools.permutations([1, 2, 3], k)})
@@ -167,7 +221,7 @@ def test_probabilities_of_every_sequence_of_a_three_item_list_sum_to_one(name):
 
 def test_population_equals_single_evaluations_and_gradients_are_finite(data):
     dataset, similarity = data
-    variant = VARIANTS["semantic+instance"]
+    variant = VARIANTS["semantic+category+instance"]   # every added term
     trials = prepare_variant(dataset, variant, similarity=similarity)
     rng = np.random.default_rng(6)
     values = [{**random_parameters(rng), **_extra(rng, variant)} for _ in range(5)]
@@ -181,8 +235,8 @@ def test_population_equals_single_evaluations_and_gradients_are_finite(data):
     # (relative) on these draws too, so this checks the scale, not the rounding
     np.testing.assert_allclose(got, expected, rtol=1e-3)
     grad = jax.grad(lambda p: variant_nll(p, trials, variant))(sets[0])
-    assert np.isfinite(float(grad.semantic_scale)) and np.isfinite(float(grad.trace_sensitivity))
-    assert float(grad.semantic_scale) != 0.0
+    added = ("semantic_scale", "trace_sensitivity", "category_drift_rate", "category_weight")
+    assert all(np.isfinite(float(getattr(grad, n))) and float(getattr(grad, n)) != 0.0 for n in added), grad
 
 
 def test_missing_data_and_bad_settings_are_named(data):
@@ -199,8 +253,10 @@ def test_missing_data_and_bad_settings_are_named(data):
         prepare_variant(dataset, semantic, similarity=holes)
     with pytest.raises(ValueError, match="memory must be one of"):
         CMRVariant(memory="trace")
-    with pytest.raises(ValueError, match="linear memory only"):
-        CMRVariant(category=True, memory="instance")
+    with pytest.raises(ValueError, match="memory must be one of"):
+        CMRVariant(category=True, memory="instances")
+    with pytest.raises(TypeError, match="category must be a bool"):
+        CMRVariant(category=1, memory="instance")
     with pytest.raises(ValueError, match="needs the item attribute 'category'"):
         prepare_variant(_mixed_dataset(np.random.default_rng(0)), CMRVariant(category=True))
     unknown = dict(dataset.item_attributes)["category"].copy()
@@ -212,6 +268,8 @@ def test_missing_data_and_bad_settings_are_named(data):
     with pytest.raises(ValueError, match="semantic_scale is outside its limits"):
         make_variant_parameters({**random_parameters(np.random.default_rng(0)), "semantic_scale": -1.0})
     assert CMRVariant(semantic=True, memory="instance").free[-2:] == ("semantic_scale", "trace_sensitivity")
+    assert CMRVariant(category=True, memory="instance").extra == ("category_drift_rate", "category_weight",
+                                                                  "trace_sensitivity")
 
 
 def test_similarity_from_distances_is_one_minus_distance_clipped_with_zero_diagonal():

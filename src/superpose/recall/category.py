@@ -13,6 +13,15 @@ with a sublayer-specific drift rate). With g_k the category of the item at study
 So w_cat = 0 (the default) is the base model. Like the temporal sublayer, the category sublayer's
 activations and dots with the inputs y_k follow a context-free recursion (with its own ρ), so this
 module only builds per-list tables; study is encoded per list (the category sequence differs).
+
+With instance memory (``CMRVariant(category=True, memory="instance")``) M^CF_cat's two terms become
+traces of the sublayer: one pre-experimental trace per category unit g, (e_g, M^CF_cat,pre[g, :]) with
+M^CF_cat,pre = Σ_k e_{g_k} f_kᵀ, and one per study event k, (c^cat_k, γ_CF φ_k f_k). Its read-out is
+
+    Σ_t (c^cat·c^cat_t)^κ v_t[j] = (c^cat[g_j])^κ + γ_CF φ_j (c^cat·c^cat_j)^κ     (j studied),
+
+the same κ as the temporal sublayer's traces; κ = 1 is c^cat·M^CF_cat[:, j]. The recursion then carries
+c^cat and its dots with the study contexts (c^cat·c^cat_i)_i (:class:`CategoryTables`' instance fields).
 """
 
 from __future__ import annotations
@@ -28,22 +37,44 @@ from superpose.recall.parameters import CMRParameters
 
 
 class CategoryTables(NamedTuple):
-    """Per list: start activations and dots ``(L, N)``, and increment / overlap tables ``(L·N, N)``."""
+    """Per list: start activations and dots ``(L, N)``, and increment / overlap tables ``(L·N, N)``.
+
+    For instance memory also the start context ``(L, K)`` with its recall inputs ``(L·N, K)``, and the
+    start context's dots with the study contexts ``(L, N)`` with their increments y_j·c^cat_i ``(L·N, N)``
+    (unused fields are dropped by the compiler).
+    """
 
     activations: Float[Array, "L N"]
     dots: Float[Array, "L N"]
     item_increments: Float[Array, "LN N"]
     input_overlaps: Float[Array, "LN N"]
+    context: Float[Array, "L K"]
+    inputs: Float[Array, "LN K"]
+    trace_dots: Float[Array, "L N"]
+    trace_increments: Float[Array, "LN N"]
 
 
-def category_network(params: CMRParameters, beta: Array, units: Float[Array, "N K"], n_studied: Array
-                     ) -> tuple[Float[Array, " K"], Float[Array, "N K"], Float[Array, "K N"]]:
-    """One list's category sublayer after study: ``(cue, y, M^CF_cat)``.
+class CategoryNetwork(NamedTuple):
+    """One list's category sublayer after study (:func:`encode_category`).
 
-    ``units`` is the one-hot category input of each position (rows of zeros past the list); ``cue``
-    the sublayer's context at the start of recall (drifted to e_0 with β_start), ``y`` the ``(N, K)``
-    normalised recall inputs M^FC_cat f_k / ‖·‖ and ``M^CF_cat`` the ``(K, N)`` associations.
+    Attributes:
+        cue: ``(K,)`` the sublayer's context at the start of recall (drifted to e_0 with β_start).
+        inputs: ``(N, K)`` normalised recall inputs y_k = M^FC_cat f_k / ‖·‖.
+        mcf: ``(K, N)`` M^CF_cat, both terms (linear memory).
+        contexts: ``(N, K)`` c^cat_k after each study event (the last studied one repeats past the list):
+            the contexts of instance memory's study traces (c^cat_k, γ_CF φ_k f_k).
     """
+
+    cue: Float[Array, " K"]
+    inputs: Float[Array, "N K"]
+    mcf: Float[Array, "K N"]
+    contexts: Float[Array, "N K"]
+
+
+def encode_category(params: CMRParameters, beta: Array, units: Float[Array, "N K"], n_studied: Array
+                    ) -> CategoryNetwork:
+    """One list's :class:`CategoryNetwork`; ``units`` is the one-hot category input of each position
+    (rows of zeros past the list), ``beta`` β_cat, ``n_studied`` the list's length."""
     n_items, k = units.shape
     dtype = units.dtype
     phi = primacy(params, n_items).astype(dtype)
@@ -60,18 +91,21 @@ def category_network(params: CMRParameters, beta: Array, units: Float[Array, "N 
     fc = (1.0 - params.mfc_learning_rate) * units + params.mfc_learning_rate * contexts
     norm = jnp.sqrt(jnp.sum(fc**2, axis=-1, keepdims=True))
     y = fc / jnp.where(norm > 0, norm, 1.0)
-    return drift(context, start, params.start_drift_rate), y, mcf
+    return CategoryNetwork(cue=drift(context, start, params.start_drift_rate), inputs=y, mcf=mcf, contexts=contexts)
 
 
 def _list_tables(params: CMRParameters, beta: Array, units: Float[Array, "N K"], n_studied: Array
-                 ) -> tuple[Array, Array, Array, Array]:
-    cue, y, mcf = category_network(params, beta, units, n_studied)
-    return cue @ mcf, y @ cue, y @ mcf, y @ y.T
+                 ) -> tuple[Array, ...]:
+    net = encode_category(params, beta, units, n_studied)
+    cue, y = net.cue, net.inputs
+    return (cue @ net.mcf, y @ cue, y @ net.mcf, y @ y.T, cue, y, net.contexts @ cue, y @ net.contexts.T)
 
 
 def category_tables(params: CMRParameters, beta: Array, units: Float[Array, "L N K"], list_length: Array
                     ) -> CategoryTables:
     """The :class:`CategoryTables` of every list (``units``: one-hot categories, ``list_length``: ``(L,)``)."""
-    a, d, inc, ov = jax.vmap(_list_tables, in_axes=(None, None, 0, 0))(params, beta, units, list_length)
-    n = units.shape[1]
-    return CategoryTables(activations=a, dots=d, item_increments=inc.reshape(-1, n), input_overlaps=ov.reshape(-1, n))
+    a, d, inc, ov, cue, y, td, tinc = jax.vmap(_list_tables, in_axes=(None, None, 0, 0))(params, beta, units,
+                                                                                         list_length)
+    n, k = units.shape[1:]
+    return CategoryTables(activations=a, dots=d, item_increments=inc.reshape(-1, n), input_overlaps=ov.reshape(-1, n),
+                          context=cue, inputs=y.reshape(-1, k), trace_dots=td, trace_increments=tinc.reshape(-1, n))

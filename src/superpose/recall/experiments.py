@@ -17,6 +17,7 @@ from superpose.numerics import choice_probabilities, float64_enabled, log_choice
 from superpose.numerics.experiments import scale_then_mask
 from superpose.recall.analyses import lag_crp, pnr, spc
 from superpose.recall.clustering import category_crp, distance_crp, distances_by_item
+from superpose.recall.compare import DEFAULT_VARIANTS as DEFAULT_COMPARED
 from superpose.recall.compare import VARIANTS as COMPARE_VARIANTS
 from superpose.recall.compare import compare_variants, reference_variant, summarise, winners
 from superpose.recall.data import RecallDataset
@@ -452,7 +453,7 @@ class CompareConfig(ExperimentConfig):
     curves."""
 
     subjects: str = param("first:2", "'all', 'first:N' (the N lowest ids) or comma-separated Morton2013 subject ids")
-    variants: tuple[str, ...] = param(tuple(COMPARE_VARIANTS), f"variants to fit, from {', '.join(COMPARE_VARIANTS)}")
+    variants: tuple[str, ...] = param(DEFAULT_COMPARED, f"variants to fit, from {', '.join(COMPARE_VARIANTS)}")
     folds: int = param(2, "k-fold cross-validation over each subject's lists (0 = none)", low=0, high=48)
     restarts: int = param(2, "the fewest DE restarts per fit (exactly this many when confirm is 0)", low=1, high=64)
     confirm: float = param(0.1, "nats: restarts go on until two end within this of the best; 0 = exactly `restarts`",

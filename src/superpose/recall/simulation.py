@@ -21,7 +21,7 @@ import numpy as np
 
 from superpose._validation import positive_int
 from superpose.numerics import log_choice_probabilities
-from superpose.recall.category import category_network
+from superpose.recall.category import encode_category
 from superpose.recall.data import RecallDataset
 from superpose.recall.likelihood import jit
 from superpose.recall.model import (
@@ -36,6 +36,7 @@ from superpose.recall.parameters import CMRParameters, check_parameters
 from superpose.recall.variants import (
     CMRVariant,
     VariantParameters,
+    category_instance_activations,
     check_variant_parameters,
     instance_activations,
     make_variant_parameters,
@@ -160,7 +161,8 @@ def _simulate_variant_list(vp: VariantParameters, variant: CMRVariant, length: j
 
     Context is drifted explicitly (one layer, or the temporal and the category sublayer), and the
     activations are those of :mod:`superpose.recall.variants`: linear c·(M^CF + s·S) (+ w_cat·c^cat·M^CF_cat)
-    or instance memory's Σ_t (c·c_t)^κ v_t. Keys are used as :func:`~superpose.recall.model.simulate_list` uses them.
+    or instance memory's Σ_t (c·c_t)^κ v_t (+ w_cat·Σ_t (c^cat·c^cat_t)^κ v^cat_t over the category
+    sublayer's traces). Keys are used as :func:`~superpose.recall.model.simulate_list` uses them.
     """
     params = vp.cmr
     network, contexts = encode_with_contexts(params, length, n_items)
@@ -170,17 +172,21 @@ def _simulate_variant_list(vp: VariantParameters, variant: CMRVariant, length: j
     layers = [(network.fc_inputs, params.recall_drift_rate)]
     start = [start_context(params, network)]
     if variant.category:
-        cue, inputs, mcf_cat = category_network(params, vp.category_drift_rate, units.astype(dtype), length)
-        layers.append((inputs, vp.category_drift_rate))
-        start.append(cue)
+        units = units.astype(dtype)
+        cat = encode_category(params, vp.category_drift_rate, units, length)
+        layers.append((cat.inputs, vp.category_drift_rate))
+        start.append(cat.cue)
 
     def activations(context: list[jax.Array]) -> jax.Array:
         if variant.memory == "instance":
             out = instance_activations(vp, variant, context[0], contexts @ context[0], s)
         else:
             out = context[0] @ mcf
-        if variant.category:
-            out = out + vp.category_weight * (context[1] @ mcf_cat)
+        if variant.category and variant.memory == "instance":
+            out = out + vp.category_weight * category_instance_activations(vp, context[1], cat.contexts @ context[1],
+                                                                           units)
+        elif variant.category:
+            out = out + vp.category_weight * (context[1] @ cat.mcf)
         return out
 
     positions = jnp.arange(n_items)

@@ -32,6 +32,18 @@ given context c is
 so κ = 1 is the linear model. Both c (against e_u: c itself) and the dots c·c_i move along the
 fixed recall inputs, so the recursion carries c (N + 1 numbers), (c·c_i)_i and (c·x_k)_k per list
 and raises them to κ only at the recall events.
+
+**Category units with instance memory** (``category=True, memory="instance"``): instance memory per
+context sublayer. The category sublayer's M^CF_cat (:mod:`superpose.recall.category`) is a set of traces
+too: its pre-experimental term Σ_k e_{g_k} f_kᵀ as one trace per category unit g, (e_g, M^CF_cat,pre[g, :]),
+and its learned term Σ_k γ_CF φ_k c^cat_k f_kᵀ as one trace per study event, (c^cat_k, γ_CF φ_k f_k). With
+the same κ in both sublayers,
+
+    a_j = Σ_t (c·c_t)^κ v_t[j] + w_cat · Σ_t (c^cat·c^cat_t)^κ v^cat_t[j]
+        = (temporal instance read-out) + w_cat · ((c^cat[g_j])^κ + γ_CF φ_j (c^cat·c^cat_j)^κ),
+
+so κ = 1 is the linear category model (:func:`category_instance_activations`); the category sublayer's
+recursion carries c^cat and (c^cat·c^cat_i)_i as the temporal one carries c and (c·c_i)_i.
 """
 
 from __future__ import annotations
@@ -91,8 +103,9 @@ class CMRVariant:
 
     Attributes:
         semantic: pre-experimental M^CF gains ``semantic_scale``·S between the studied items.
-        category: a category context sublayer (:mod:`superpose.recall.category`), linear memory only.
-        memory: ``"linear"`` (M^CF a matrix) or ``"instance"`` (traces, ``trace_sensitivity``).
+        category: a category context sublayer (:mod:`superpose.recall.category`).
+        memory: ``"linear"`` (M^CF a matrix) or ``"instance"`` (traces, ``trace_sensitivity``); with
+            ``category`` instance memory holds traces in each context sublayer, with one κ (module docstring).
     """
 
     semantic: bool = False
@@ -105,8 +118,6 @@ class CMRVariant:
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if self.memory not in MEMORY_TYPES:
             raise ValueError(f"memory must be one of {MEMORY_TYPES}, got {self.memory!r}")
-        if self.category and self.memory != "linear":
-            raise ValueError("category units are implemented for linear memory only")
 
     @property
     def extra(self) -> tuple[str, ...]:
@@ -321,8 +332,13 @@ def _event_activations(vp: VariantParameters, vt: VariantTrials, n_items: int, v
     if variant.category:
         list_length = trials.lengths[trials.length_index]
         cat = category_tables(params, vp.category_drift_rate, vt.category_units.astype(dtype), list_length)
-        carry.append((cat.dots, (cat.activations,)))
-        specs.append((cat.input_overlaps, list_rows, vp.category_drift_rate, ((cat.item_increments, list_rows),)))
+        if variant.memory == "linear":
+            cat_states, cat_tables = (cat.activations,), ((cat.item_increments, list_rows),)
+        else:   # the sublayer's context (against its unit traces) and its dots with its study traces
+            cat_states = (cat.context, cat.trace_dots)
+            cat_tables = ((cat.inputs, list_rows), (cat.trace_increments, list_rows))
+        carry.append((cat.dots, cat_states))
+        specs.append((cat.input_overlaps, list_rows, vp.category_drift_rate, cat_tables))
 
     def step(carry, t):
         new = []
@@ -344,7 +360,12 @@ def _event_activations(vp: VariantParameters, vt: VariantTrials, n_items: int, v
     context, trace_dots = at_events                                                 # (E, N+1), (E, N)
     # the data-only S gathered per event (a constant), then scaled inside: s·(w S_event)
     event_similarity = vt.similarity.astype(dtype)[trials.event_list] if variant.semantic else None
-    return instance_activations(vp, variant, context, trace_dots, event_similarity)
+    out = instance_activations(vp, variant, context, trace_dots, event_similarity)
+    if variant.category:
+        cat_context, cat_dots = (o[trials.event_step, trials.event_list] for o in outs[1])   # (E, K), (E, N)
+        units = vt.category_units.astype(dtype)[trials.event_list]                          # (E, N, K)
+        out = out + vp.category_weight * category_instance_activations(vp, cat_context, cat_dots, units)
+    return out
 
 
 def instance_activations(vp: VariantParameters, variant: CMRVariant, context: Float[Array, "*batch units"],
@@ -365,6 +386,22 @@ def instance_activations(vp: VariantParameters, variant: CMRVariant, context: Fl
         out = out + vp.semantic_scale * jnp.einsum("...k,...kj->...j", weighted[..., 1:], similarity)
     gain = params.mcf_learning_rate * primacy(params, n_items).astype(dtype)
     return out + _power(trace_dots, kappa) * gain
+
+
+def category_instance_activations(vp: VariantParameters, context: Float[Array, "*batch K"],
+                                  trace_dots: Float[Array, "*batch items"], units: Float[Array, "*batch items K"]
+                                  ) -> Float[Array, "*batch items"]:
+    """The category sublayer's instance read-out Σ_t (c^cat·c^cat_t)^κ v_t[j], given its context c^cat, its dots
+    (c^cat·c^cat_i)_i with the study contexts and the list's one-hot category ``units`` (rows of zeros past it).
+
+    The unit traces (e_g, Σ_k [g_k = g] f_k) give (c^cat[g_j])^κ, the study traces (c^cat_k, γ_CF φ_k f_k)
+    give (c^cat·c^cat_j)^κ γ_CF φ_j on studied j; at κ = 1 the sum is c^cat·M^CF_cat[:, j].
+    """
+    params = vp.cmr
+    kappa = vp.trace_sensitivity
+    studied = jnp.sum(units, axis=-1)                 # 1 on studied positions (one category unit each), else 0
+    gain = params.mcf_learning_rate * primacy(params, trace_dots.shape[-1]).astype(trace_dots.dtype) * studied
+    return jnp.einsum("...k,...jk->...j", _power(context, kappa), units) + _power(trace_dots, kappa) * gain
 
 
 def _log_probabilities(vp: VariantParameters, vt: VariantTrials, n_items: int, variant: CMRVariant):
@@ -426,7 +463,8 @@ def variant_population_nll(params: VariantParameters, trials: VariantTrials, var
 
 
 __all__ = ["CMRVariant", "MEMORY_TYPES", "VARIANT_BOUNDS", "VARIANT_DEFAULTS", "VARIANT_LIMITS",
-           "VariantParameters", "VariantTrials", "check_variant_parameters", "instance_activations",
+           "VariantParameters", "VariantTrials", "category_instance_activations", "check_variant_parameters",
+           "instance_activations",
            "make_variant_parameters", "stack_variant_parameters",
            "prepare_variant", "similarity_from_distances", "variant_list_log_likelihoods", "variant_nll",
            "variant_population_nll"]
