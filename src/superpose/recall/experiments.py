@@ -21,7 +21,7 @@ from superpose.recall.compare import DEFAULT_VARIANTS as DEFAULT_COMPARED
 from superpose.recall.compare import VARIANTS as COMPARE_VARIANTS
 from superpose.recall.compare import compare_variants, reference_variant, summarise, winners
 from superpose.recall.data import RecallDataset
-from superpose.recall.fitting import AT_BOUND_FRACTION, DEFAULT_AGREE, FitResult, fit, nll64
+from superpose.recall.fitting import AT_BOUND_FRACTION, DEFAULT_AGREE, FitResult, fit, nll64, padded_shapes
 from superpose.recall.likelihood import event_activations, prepare
 from superpose.recall.parameters import DEFAULT_FIXED, DEFAULT_FREE, make_parameters
 from superpose.recall.samples import SAMPLES, load_sample
@@ -326,7 +326,9 @@ def recall_recovery(config: RecoveryConfig, run: RunContext) -> None:
     result = fit(combined, seed=config.seed, polish_steps=config.polish_steps,
                  **_certificate(config.restarts, config.confirm), show_progress=run.progress is not None, results_path=run.out / "fits.json")
     fitted = {f.subject: f for f in result.fits}
-    true_nll = [nll64(prepare(combined.select(subjects=[i + 1])), truths[i]) for i in range(config.n_subjects)]
+    subjects = {i + 1: combined.select(subjects=[i + 1]) for i in range(config.n_subjects)}
+    padded = padded_shapes(subjects)  # the fit's shapes: the true NLLs reuse its compiled programs
+    true_nll = [nll64(prepare(subjects[i + 1], pad_to=padded[i + 1]), truths[i]) for i in range(config.n_subjects)]
     fig, axes = plt.subplots(3, 4, figsize=(15, 10.5))
     correlations = {}
     rows = []

@@ -51,7 +51,7 @@ from superpose.recall.variants import (
 from superpose.runner.files import write_json
 
 __all__ = ["AT_BOUND_FRACTION", "DEFAULT_AGREE", "DEFAULT_CONFIRM", "FitResult", "NONFINITE_SCORE", "SubjectFit",
-           "fit", "fit_subject", "nll64", "parameters_at_bounds", "polish"]
+           "fit", "fit_subject", "nll64", "padded_shapes", "parameters_at_bounds", "polish"]
 
 
 #: a free parameter within this fraction of its range from a bound counts as on that bound
@@ -221,6 +221,18 @@ def polish(trials: Trials | VariantTrials, start: Mapping[str, float], free: Seq
     parameters, nll, evaluations, _ = _polish_rounds(trials, start, free, fixed, search_box(free, bounds), steps,
                                                      variant=variant)
     return parameters, nll, evaluations
+
+
+def padded_shapes(selections: Mapping[int, RecallDataset]) -> dict[int, tuple[int, int, int]]:
+    """``prepare``'s ``pad_to`` for each subject's data as :func:`fit` pads it: (lists, output steps,
+    recall events), the lists to the most of any subject, the steps up to a multiple of 8 and the events
+    of 256, so a fit's likelihood and gradient compile for a few shapes, not once per subject.
+    Scoring a subject with the same padding (e.g. at its true parameters) reuses those programs."""
+    # (lists, output steps, recall events) of each subject, read off the data (prepare's Trials.shape)
+    shapes = {s: (sel.n_lists, int(sel.correct.sum(1).max()) + 1, int(sel.correct.sum()))
+              for s, sel in selections.items()}
+    most_lists = max((shape[0] for shape in shapes.values()), default=0)
+    return {s: (most_lists, -(-shape[1] // 8) * 8, -(-shape[2] // 256) * 256) for s, shape in shapes.items()}
 
 
 def nll64(trials: Trials | VariantTrials, parameters: Mapping[str, float], free: Sequence[str] = DEFAULT_FREE,
@@ -424,11 +436,7 @@ def fit(dataset: RecallDataset, subjects: Sequence[int] | None = None, *, free: 
     # multiple of 8; events: of 256), so the likelihood and its gradient compile a few times per
     # fit, not once per subject, and padding stays small.
     selections = {s: selection for s, selection in selections.items() if s not in done}
-    # (lists, output steps, recall events) of each subject, read off the data (prepare's Trials.shape)
-    shapes = {s: (sel.n_lists, int(sel.correct.sum(1).max()) + 1, int(sel.correct.sum()))
-              for s, sel in selections.items()}
-    most_lists = max((shape[0] for shape in shapes.values()), default=0)
-    padded = {s: (most_lists, -(-shape[1] // 8) * 8, -(-shape[2] // 256) * 256) for s, shape in shapes.items()}
+    padded = padded_shapes(selections)
 
     def run_all(advance: Callable[[], None]) -> None:
         for index, subject in enumerate(wanted):
