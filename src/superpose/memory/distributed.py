@@ -139,10 +139,8 @@ class DistributedMemory(eqx.Module):
         store = projection == "stored" or (projection == "auto" and nbytes <= AUTO_STORE_BYTES)
         omega = None
         if store:
-            k_omega = jax.random.split(key)[0]
-            omega = jax.lax.map(
-                lambda c: projection_chunk(k_omega, c, chunk, dim, orthogonal, dtype), jnp.arange(n_chunks)
-            ).reshape(n_chunks * chunk, dim)
+            omega = _stored_projection(jax.random.split(key)[0], n_chunks=n_chunks, chunk=chunk, dim=dim,
+                                       orthogonal=bool(orthogonal), dtype=dtype)
         parts = PARTS[feature_map]
         empty = jnp.full((parts, num_features), -jnp.inf if feature_map == "positive" else 0.0, dtype)
         return cls(empty, key, jnp.asarray(0, jnp.int32), omega, dim, num_features, float(beta), feature_map,
@@ -243,7 +241,7 @@ class DistributedMemory(eqx.Module):
     def kernel_sum(self, states: Float[Array, "... D"]) -> Float[Array, "..."]:
         """``⟨φ(v), T⟩``, the estimate of ``Σ_μ exp(−β/2 ‖v − ξ^μ‖²)``, unclipped (may be <= 0)."""
         v = self._states(states)
-        s, _ = _pass(self, v.reshape(-1, self.dim), False)
+        s = _kernel_sum(self, v.reshape(-1, self.dim))
         s = jnp.exp(s) if self.feature_map == "positive" else s
         return s.reshape(v.shape[:-1])
 
@@ -442,6 +440,20 @@ def _pass(memory: DistributedMemory, states: jax.Array, want_grad: bool) -> tupl
     init = (jnp.zeros((b,), dtype), jnp.zeros((b, d), dtype))
     (s, g), _ = jax.lax.scan(step, init, (ids, weight, shift))
     return s, (g if want_grad else None)
+
+
+@functools.partial(jax.jit, static_argnames=("n_chunks", "chunk", "dim", "orthogonal", "dtype"))
+def _stored_projection(key: jax.Array, *, n_chunks: int, chunk: int, dim: int, orthogonal: bool, dtype) -> jax.Array:
+    """``(n_chunks·chunk, D)``: every chunk's projection, as ``_chunk_inputs`` regenerates it (compiled once per
+    shape: an eager ``lax.map`` over a fresh lambda compiled again at every ``create``, 0.4 s each)."""
+    return jax.lax.map(lambda c: projection_chunk(key, c, chunk, dim, orthogonal, dtype),
+                       jnp.arange(n_chunks)).reshape(n_chunks * chunk, dim)
+
+
+@functools.partial(_xla.jit, cpu_options=WIDE_VECTORS)
+def _kernel_sum(memory: DistributedMemory, states: jax.Array) -> jax.Array:
+    """``_pass``'s s alone, compiled once per shape (an eager scan compiled again at every call)."""
+    return _pass(memory, states, False)[0]
 
 
 @functools.partial(_xla.jit, cpu_options=WIDE_VECTORS, static_argnames="want_grad")
