@@ -328,7 +328,7 @@ def test_align_charts_rotates_each_chart_to_its_ard_mode_without_moving_a_point(
 
 def test_runs_of_equal_atoms_decode_and_search_as_atom_by_atom(monkeypatch):
     """Equal consecutive atoms are decoded and searched as one run (one compiled body per run);
-    with every atom its own run (the unrolled path), decode and the row search give the same numbers."""
+    with every atom its own run (searched atom by atom), decode and the row search give the same numbers."""
     from superpose.sae import objective, solve as solve_module
 
     atoms = (CircleAtom(1), CircleAtom(1), CircleAtom(1), LinearAtom(), CircleAtom(1), CircleAtom(1))

@@ -26,6 +26,7 @@ c^cat and its dots with the study contexts (c^cat·c^cat_i)_i (:class:`CategoryT
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -37,21 +38,20 @@ from superpose.recall.parameters import CMRParameters
 
 
 class CategoryTables(NamedTuple):
-    """Per list: start activations and dots ``(L, N)``, and increment / overlap tables ``(L·N, N)``.
-
-    For instance memory also the start context ``(L, K)`` with its recall inputs ``(L·N, K)``, and the
-    start context's dots with the study contexts ``(L, N)`` with their increments y_j·c^cat_i ``(L·N, N)``
-    (unused fields are dropped by the compiler).
+    """Per list: start dots with the recall inputs ``(L, N)`` and the inputs' overlaps ``(L·N, N)``; for linear
+    memory the start activations ``(L, N)`` and their increments ``(L·N, N)``; for instance memory the start
+    context ``(L, K)`` with its recall inputs ``(L·N, K)``, and its dots with the study contexts ``(L, N)``
+    with their increments y_j·c^cat_i ``(L·N, N)``. The other memory type's fields are None.
     """
 
-    activations: Float[Array, "L N"]
     dots: Float[Array, "L N"]
-    item_increments: Float[Array, "LN N"]
     input_overlaps: Float[Array, "LN N"]
-    context: Float[Array, "L K"]
-    inputs: Float[Array, "LN K"]
-    trace_dots: Float[Array, "L N"]
-    trace_increments: Float[Array, "LN N"]
+    activations: Float[Array, "L N"] | None = None
+    item_increments: Float[Array, "LN N"] | None = None
+    context: Float[Array, "L K"] | None = None
+    inputs: Float[Array, "LN K"] | None = None
+    trace_dots: Float[Array, "L N"] | None = None
+    trace_increments: Float[Array, "LN N"] | None = None
 
 
 class CategoryNetwork(NamedTuple):
@@ -94,18 +94,22 @@ def encode_category(params: CMRParameters, beta: Array, units: Float[Array, "N K
     return CategoryNetwork(cue=drift(context, start, params.start_drift_rate), inputs=y, mcf=mcf, contexts=contexts)
 
 
-def _list_tables(params: CMRParameters, beta: Array, units: Float[Array, "N K"], n_studied: Array
-                 ) -> tuple[Array, ...]:
+def _list_tables(params: CMRParameters, beta: Array, units: Float[Array, "N K"], n_studied: Array, instance: bool
+                 ) -> CategoryTables:
     net = encode_category(params, beta, units, n_studied)
     cue, y = net.cue, net.inputs
-    return (cue @ net.mcf, y @ cue, y @ net.mcf, y @ y.T, cue, y, net.contexts @ cue, y @ net.contexts.T)
+    if instance:
+        return CategoryTables(dots=y @ cue, input_overlaps=y @ y.T, context=cue, inputs=y,
+                              trace_dots=net.contexts @ cue, trace_increments=y @ net.contexts.T)
+    return CategoryTables(dots=y @ cue, input_overlaps=y @ y.T, activations=cue @ net.mcf, item_increments=y @ net.mcf)
 
 
-def category_tables(params: CMRParameters, beta: Array, units: Float[Array, "L N K"], list_length: Array
-                    ) -> CategoryTables:
-    """The :class:`CategoryTables` of every list (``units``: one-hot categories, ``list_length``: ``(L,)``)."""
-    a, d, inc, ov, cue, y, td, tinc = jax.vmap(_list_tables, in_axes=(None, None, 0, 0))(params, beta, units,
-                                                                                         list_length)
-    n, k = units.shape[1:]
-    return CategoryTables(activations=a, dots=d, item_increments=inc.reshape(-1, n), input_overlaps=ov.reshape(-1, n),
-                          context=cue, inputs=y.reshape(-1, k), trace_dots=td, trace_increments=tinc.reshape(-1, n))
+def category_tables(params: CMRParameters, beta: Array, units: Float[Array, "L N K"], list_length: Array, *,
+                    instance: bool = False) -> CategoryTables:
+    """The :class:`CategoryTables` of every list (``units``: one-hot categories, ``list_length``: ``(L,)``), for
+    linear memory or (``instance``) instance memory; per-list tables are stacked to ``(L·N, ·)``."""
+    tables = jax.vmap(partial(_list_tables, instance=instance), in_axes=(None, None, 0, 0))(params, beta, units,
+                                                                                          list_length)
+    flat = ("input_overlaps", "item_increments", "inputs", "trace_increments")
+    return tables._replace(**{name: getattr(tables, name).reshape(-1, getattr(tables, name).shape[-1])
+                              for name in flat if getattr(tables, name) is not None})

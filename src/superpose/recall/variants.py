@@ -331,7 +331,8 @@ def _event_activations(vp: VariantParameters, vt: VariantTrials, n_items: int, v
     specs = [(overlaps, trials.rows, params.recall_drift_rate, tables)]
     if variant.category:
         list_length = trials.lengths[trials.length_index]
-        cat = category_tables(params, vp.category_drift_rate, vt.category_units.astype(dtype), list_length)
+        cat = category_tables(params, vp.category_drift_rate, vt.category_units.astype(dtype), list_length,
+                              instance=variant.memory == "instance")
         if variant.memory == "linear":
             cat_states, cat_tables = (cat.activations,), ((cat.item_increments, list_rows),)
         else:   # the sublayer's context (against its unit traces) and its dots with its study traces

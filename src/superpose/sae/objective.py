@@ -67,8 +67,8 @@ def coord_slices(atoms) -> tuple[slice, ...]:
 def atom_runs(atoms) -> tuple[tuple[int, int, int], ...]:
     """Runs of equal consecutive atoms: ``(first atom, count, first coordinate column)`` each.
 
-    Code that loops over atoms loops over runs instead, with one vectorised (or ``fori_loop``)
-    body per run: compile time then grows with the number of distinct atoms, not with K.
+    :func:`decode` and the row search (:mod:`superpose.sae.solve`) loop over runs, with one vectorised
+    or ``fori_loop`` body per run, so their compile time grows with the number of runs, not with K.
     """
     runs, column = [], 0
     for k, atom in enumerate(atoms):
@@ -88,11 +88,6 @@ def wrap_coords(atoms, coords: Float[Array, "... D"]) -> Float[Array, "... D"]:
     """Periodic axes reduced into their period, bounded axes clamped."""
     parts = [atom.wrap(coords[..., s]) for atom, s in zip(atoms, coord_slices(atoms))]
     return jnp.concatenate(parts, axis=-1)
-
-
-def atom_terms(atoms, decoders, coords: Float[Array, "... D"]) -> tuple[Float[Array, "... p"], ...]:
-    """``Φ_k(t_k) B_k`` for every atom: the point each atom decodes, before its gate."""
-    return tuple(atom.evaluate(coords[..., s]) @ B for atom, s, B in zip(atoms, coord_slices(atoms), decoders))
 
 
 def decode(atoms, gate: Gate, params: SaeParams, logits=None, coords=None) -> Float[Array, "... p"]:
@@ -248,6 +243,6 @@ def decoder_penalty_matrix(atoms, log_lambda_smooth: Array, dtype) -> Float[Arra
 
 
 __all__ = [
-    "NULL_SPACE_PRECISION", "SaeParams", "align_charts", "ard_modes", "park_inactive", "penalty_matrix", "ard_penalty", "atom_runs", "atom_terms", "coord_slices", "decode", "decoder_penalty_matrix", "design_matrix",
+    "NULL_SPACE_PRECISION", "SaeParams", "align_charts", "ard_modes", "park_inactive", "penalty_matrix", "ard_penalty", "atom_runs", "coord_slices", "decode", "decoder_penalty_matrix", "design_matrix",
     "num_coords", "penalized_loss", "row_loss", "smoothness_penalty", "wrap_coords",
 ]

@@ -173,10 +173,7 @@ def _search_rows(atoms, gate, params, hyper, Z, logits, coords, grid_points):
             current = jnp.where(use_on, best_on, jnp.where(use_off, off, current))
             return logits, coords, current
 
-        if count == 1:
-            logits, coords, current = search_atom(0, (logits, coords, current))
-        else:
-            logits, coords, current = jax.lax.fori_loop(0, count, search_atom, (logits, coords, current))
+        logits, coords, current = jax.lax.fori_loop(0, count, search_atom, (logits, coords, current))
     return logits, coords
 
 
