@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
 from superpose import _xla
-from superpose._xla import WIDE_VECTORS
+from superpose._xla import CHEAP_COMPILE, WIDE_VECTORS
 from superpose.memory._checks import check_beta, memories_array, positive_float, positive_int, states_array
 from superpose.memory.energies import BatchedEnergy
 from superpose.numerics.precision import matmul
@@ -196,7 +196,6 @@ class SignResult(NamedTuple):
     converged: Bool[Array, "..."]  # the last sweep flipped no unit (a fixed point)
 
 
-@functools.partial(jax.jit, static_argnames=("order", "max_sweeps"))
 def _sign_update_one(state, memories, key, *, order, max_sweeps):
     d = state.shape[0]
 
@@ -228,6 +227,14 @@ def _sign_update_one(state, memories, key, *, order, max_sweeps):
         cond, sweep, (state, memories @ state, key, 0, jnp.bool_(False))
     )
     return s, -jnp.sum(f(overlaps)), n, stable
+
+
+# CHEAP_COMPILE: one program per (K, order, states); compiling at LLVM's default level cost ~0.85 s
+# each (memory-capacity quick: 12 of them), more than the sweeps take to run.
+@functools.partial(_xla.jit, cpu_options=CHEAP_COMPILE, static_argnames=("order", "max_sweeps"))
+def _sign_updates(states, memories, keys, *, order, max_sweeps):
+    one = functools.partial(_sign_update_one, order=order, max_sweeps=max_sweeps)
+    return jax.vmap(one, in_axes=(0, None, 0))(states, memories, keys)
 
 
 def sign_update(
@@ -266,7 +273,6 @@ def sign_update(
             raise ValueError(f"{name} must hold only +1 and -1 for sign updates")
     flat = v.reshape(-1, v.shape[-1])
     keys = jax.random.split(key, flat.shape[0])
-    run = jax.vmap(functools.partial(_sign_update_one, order=order, max_sweeps=max_sweeps), in_axes=(0, None, 0))
-    s, e, n, stable = run(flat, xi, keys)
+    s, e, n, stable = _sign_updates(flat, xi, keys, order=order, max_sweeps=max_sweeps)
     shape = v.shape[:-1]
     return s.reshape(v.shape), SignResult(e.reshape(shape), n.reshape(shape), stable.reshape(shape))

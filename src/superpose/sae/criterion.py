@@ -73,6 +73,8 @@ from jaxtyping import Array, Float
 from scipy.optimize import brentq, minimize_scalar
 from scipy.special import i0e, i1e
 
+from superpose import _xla
+from superpose._xla import CHEAP_COMPILE
 from superpose._validation import as_float_array, check_finite, positive_float
 from superpose.numerics.precision import float64_enabled
 from superpose.numerics.strengths import stable_exp
@@ -238,7 +240,7 @@ def _gauge_curvatures(blocks: ArrowBlocks, factor: RowFactor, solved_cross, schu
     return norm2**2 / quadratic
 
 
-@functools.partial(jax.jit, static_argnames=("atoms", "gate", "gauge_spec"))
+@functools.partial(_xla.jit, cpu_options=CHEAP_COMPILE, static_argnames=("atoms", "gate", "gauge_spec"))
 def _pieces(atoms, gate, params: SaeParams, hyper, Z, gauge_spec=(), generators=()):
     """The θ-dependent parts of V: the loss's terms and the Hessian's row and Schur spectra."""
     residual = Z - decode(atoms, gate, params)
@@ -270,7 +272,7 @@ def _pieces(atoms, gate, params: SaeParams, hyper, Z, gauge_spec=(), generators=
                 periodic_curvature=periodic_curvature, gauge_curvature=gauge_curvature)
 
 
-@functools.partial(jax.jit, static_argnames=("atoms", "gate", "gauge_spec"))
+@functools.partial(_xla.jit, cpu_options=CHEAP_COMPILE, static_argnames=("atoms", "gate", "gauge_spec"))
 def _covariance(atoms, gate, params: SaeParams, hyper, Z, gauge_spec=(), generators=()) -> InverseBlocks:
     p, K = Z.shape[1], params.logits.shape[1]
     full = arrow_blocks(atoms, gate, params, hyper, Z)
