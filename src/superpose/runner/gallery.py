@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import heapq
 import math
 import multiprocessing
 import os
@@ -61,8 +62,8 @@ class GalleryClock:
     progress counts with its scaled cost less the time it has run (never below 0). Failed
     experiments count as done but not towards the speed factor; experiments kept from an earlier
     run count with their recorded wall time. With ``jobs`` experiments at once, the time left is
-    the sum of what each pending experiment has left divided by ``jobs``, never less than the
-    longest one's. Thread-safe: a progress display may read it while the gallery runs.
+    that of the gallery's schedule: the running ones finish, and each pending experiment, the
+    longest first, starts on the first worker to be free. Thread-safe: a progress display may read it while the gallery runs.
 
     Args:
         expected: expected seconds per experiment name, in run order (each finite and > 0).
@@ -145,9 +146,13 @@ class GalleryClock:
         with self._lock:
             pending = [name for name in self.expected if name not in self._done]
             running = dict(self._running)
-        left = [max(factor * self.expected[name] - (now - running[name]), 0.0) if name in running
-                else factor * self.expected[name] for name in pending]
-        return max(sum(left) / self.jobs, max(left, default=0.0))
+        # the gallery's own schedule: the longest pending experiment next, on the first worker to be free
+        workers = sorted(max(factor * self.expected[name] - (now - started), 0.0) for name, started in running.items())
+        workers = (workers + [0.0] * self.jobs)[:max(self.jobs, len(workers))]
+        heapq.heapify(workers)
+        for cost in sorted((factor * self.expected[name] for name in pending if name not in running), reverse=True):
+            heapq.heappush(workers, heapq.heappop(workers) + cost)
+        return max(workers, default=0.0)
 
     def times(self) -> str:
         """``"5 min 12 s elapsed, about 20 min left"`` (no time left once all are done)."""

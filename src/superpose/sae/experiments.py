@@ -262,7 +262,7 @@ class SaeSweepConfig(ExperimentConfig):
     seconds: float = param(60.0, "wall-time budget of each outer search (s)", low=1.0)
 
 
-@experiment("sae-sweep", SaeSweepConfig, quick={"rows": (60, 240), "dimensions": (4, 12)})
+@experiment("sae-sweep", SaeSweepConfig, quick={"rows": (120,), "dimensions": (4, 12)})
 def sae_sweep(config: SaeSweepConfig, run: RunContext) -> None:
     """One planted circle over n × p with selected strengths: circular R², selected λ's, no collapse."""
     from superpose.sae.selection import SelectionBudget
