@@ -27,7 +27,7 @@ import pandas as pd
 
 from superpose.numerics import float64_enabled
 from superpose.recall.data import RecallDataset
-from superpose.recall.fitting import FitResult, fit
+from superpose.recall.fitting import FitResult, fit, padded_shapes
 from superpose.recall.likelihood import list_log_likelihoods, prepare
 from superpose.recall.parameters import make_parameters
 from superpose.recall.variants import (
@@ -53,17 +53,46 @@ DEFAULT_VARIANTS: tuple[str, ...] = ("base", "category", "semantic", "semantic+c
 nameable, but left out of the default run for its time)."""
 
 
-def _held_out(result: FitResult, subject: int, test: RecallDataset, variant: CMRVariant | None,
-              similarity: Any) -> tuple[float, int]:
-    """(float64 NLL of the ``test`` lists under the subject's fitted parameters, events scored: recalls and stops)."""
-    trials = prepare(test) if variant is None else prepare_variant(test, variant, similarity)
+def _held_out(result: FitResult, subject: int, test: RecallDataset, variant: CMRVariant | None, similarity: Any,
+              pad_to: tuple[int, int, int]) -> tuple[float, int]:
+    """(float64 NLL of the ``test`` lists under the subject's fitted parameters, events scored: recalls and stops).
+
+    The lists are padded to ``pad_to`` (padded lists and steps score exactly 0), so the folds of every
+    subject share a few compiled shapes."""
+    trials = prepare(test, pad_to=pad_to) if variant is None else prepare_variant(test, variant, similarity, pad_to)
     values = {n: float(v) for n, v in next(f for f in result.fits if f.subject == subject).parameters.items()}
     score = list_log_likelihoods if variant is None else partial(variant_list_log_likelihoods, variant=variant)
     with float64_enabled():
         params = (make_parameters if variant is None else make_variant_parameters)(values)
         nll = -float(np.sum(np.asarray(score(params, trials))))
-    base = trials if variant is None else trials.trials
-    return nll, base.n_events
+    return nll, (trials if variant is None else trials.trials).n_events
+
+
+def _cross_validated(dataset: RecallDataset, subjects: Sequence[int], name: str, folds: int, key: jax.Array,
+                     similarity: Any, results_dir: Any, progress: Callable[[str], None] | None,
+                     fit_options: Mapping[str, Any]) -> dict[int, tuple[float, int]]:
+    """{subject: (held-out NLL summed over the folds, events scored)} of variant ``name``.
+
+    Fold f of every subject is scored under the fit to that subject's other folds. The training lists of
+    fold f of all subjects are fitted in one :func:`fit` call (subjects padded to shared shapes, so the
+    likelihood compiles a few times per fold, not once per subject), stored as
+    ``<results_dir>/fits-<name>-fold<f>.json`` when a directory is given (a resumed run reuses them)."""
+    variant = VARIANTS[name]
+    lists = {s: np.flatnonzero(dataset.subject == s) for s in subjects}
+    assignment = {s: fold_assignment(lists[s].size, folds, jax.random.fold_in(key, s)) for s in subjects}
+    totals = {s: (0.0, 0) for s in subjects}
+    for fold in range(folds):
+        train = dataset.select(np.concatenate([lists[s][assignment[s] != fold] for s in subjects]))
+        path = None if results_dir is None else f"{results_dir}/fits-{name}-fold{fold}.json"
+        fitted = fit(train, variant=variant, similarity=similarity, results_path=path, **fit_options)
+        tests = {s: dataset.select(lists[s][assignment[s] == fold]) for s in subjects}
+        padded = padded_shapes(tests)
+        for s in subjects:
+            nll, events = _held_out(fitted, s, tests[s], variant, similarity, padded[s])
+            totals[s] = (totals[s][0] + nll, totals[s][1] + events)
+        if progress is not None:
+            progress(f"{name}: fold {fold + 1} of {folds} fitted and scored")
+    return totals
 
 
 def fold_assignment(n_lists: int, folds: int, key: jax.Array) -> np.ndarray:
@@ -87,8 +116,8 @@ def compare_variants(dataset: RecallDataset, variants: Sequence[str], *, similar
         folds: k of the cross-validation over each subject's lists (0: none; else 2..the fewest lists).
         key: PRNG key of the fold split (needed when ``folds`` ≥ 2).
         progress: called with a short text after each fit.
-        results_dir: if given, each variant's fits go to ``<results_dir>/fits-<variant>.json`` (resumable; the
-            cross-validation's fold fits are not stored, so a resumed run fits them again).
+        results_dir: if given, each variant's fits go to ``<results_dir>/fits-<variant>.json`` and its
+            cross-validation fits to ``fits-<variant>-fold<f>.json`` (resumable).
         fit_options: passed to :func:`fit` (``restarts``, ``confirm``, ``seed``, ...).
 
     Returns:
@@ -124,21 +153,13 @@ def compare_variants(dataset: RecallDataset, variants: Sequence[str], *, similar
         k = len(result.free)
         if progress is not None:
             progress(f"{name}: fitted {len(result.fits)} subjects")
+        held_out = (_cross_validated(dataset, [f.subject for f in result.fits], name, folds, key, needs, results_dir,
+                                     progress, fit_options) if folds else {})
         for f in result.fits:
             row = {"variant": name, "subject": f.subject, "k": k, "n_events": f.n_events, "nll": f.nll,
                    "aic": 2 * k + 2 * f.nll, "bic": k * np.log(f.n_events) + 2 * f.nll, "status": f.status}
             if folds:
-                lists = np.flatnonzero(dataset.subject == f.subject)
-                assignment = fold_assignment(lists.size, folds, jax.random.fold_in(key, f.subject))
-                held_out, events = 0.0, 0
-                for fold in range(folds):
-                    train = dataset.select(lists[assignment != fold])
-                    fitted = fit(train, variant=variant, similarity=needs, **fit_options)
-                    nll, n = _held_out(fitted, f.subject, dataset.select(lists[assignment == fold]), variant, needs)
-                    held_out, events = held_out + nll, events + n
-                row["cv_nll"], row["cv_events"] = held_out, events
-                if progress is not None:
-                    progress(f"{name}: {folds}-fold cross-validation of subject {f.subject}")
+                row["cv_nll"], row["cv_events"] = held_out[f.subject]
             rows.append(row)
     return pd.DataFrame(rows)
 
