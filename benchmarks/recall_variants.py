@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import paired_rounds, print_table, ratio_summary, summary, write_results  # noqa: E402
+from _common import best_time, paired_rounds, print_table, ratio_summary, summary, write_results  # noqa: E402
 from superpose.recall import distances_by_item, load_sample, population_nll, prepare  # noqa: E402
 from superpose.recall.parameters import DEFAULT_FIXED, DEFAULT_FREE, uniform_population  # noqa: E402
 from superpose.recall.variants import (  # noqa: E402
@@ -37,17 +37,9 @@ from superpose.recall.variants import (  # noqa: E402
 SETS = 165
 VARIANTS = {"semantic": CMRVariant(semantic=True), "instance": CMRVariant(memory="instance"),
             "semantic+instance": CMRVariant(semantic=True, memory="instance"),
-            "category": CMRVariant(category=True), "semantic+category": CMRVariant(semantic=True, category=True)}
-
-
-def median_ms(call, calls: int) -> float:
-    jax.block_until_ready(call())  # compile
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        jax.block_until_ready(call())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+            "category": CMRVariant(category=True), "semantic+category": CMRVariant(semantic=True, category=True),
+            "category+instance": CMRVariant(category=True, memory="instance"),
+            "semantic+category+instance": CMRVariant(semantic=True, category=True, memory="instance")}
 
 
 def cymr_semantic_setup(raw, words, similarity, subject: int = 1):
@@ -110,7 +102,9 @@ def main() -> None:
     for name, variant in VARIANTS.items():
         vt = prepare_variant(subject, variant, similarity=similarity)
         calls[name] = (lambda vt=vt, variant=variant: variant_population_nll(population, vt, variant))
-    timers = {name: (lambda call=call: median_ms(call, args.calls) / SETS) for name, call in calls.items()}
+    # each sample: the median of --calls single calls (min_time=0: one call per timed batch)
+    timers = {name: (lambda call=call: best_time(call, repeats=args.calls, min_time=0.0) * 1e3 / SETS)
+              for name, call in calls.items()}
     if not args.no_cymr:
         from recall import cymr_setup  # benchmarks/recall.py: cymr's base model, items by study position
 
