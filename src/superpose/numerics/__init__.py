@@ -2,8 +2,8 @@
 
 Public API:
 - :func:`power_scale`, :func:`masked_power_scale`, :func:`choice_probabilities`,
-  :func:`log_choice_probabilities`, :func:`log_choice_probability_of`: the power-scaled Luce choice rule in log space (recall's
-  item choice and likelihood, memory's retrieval).
+  :func:`log_choice_probabilities`, :func:`log_choice_probability_of`: the power-scaled Luce choice
+  rule in log space (recall's item choice and likelihood, memory's retrieval).
 - :func:`stable_exp`, :func:`exponent_limits`: log-parameterised strengths, clamped to stay
   finite and positive (sae's hyperparameters, recall's fitted parameters).
 - :func:`normalize`, :func:`safe_norm`: vector helpers with safe gradients.

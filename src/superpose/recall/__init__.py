@@ -106,7 +106,8 @@ from superpose.recall.variants import (
 
 __all__ = [
     "CMRVariant", "VariantParameters", "VariantTrials", "make_variant_parameters", "prepare_variant",
-    "similarity_from_distances", "stack_variant_parameters", "variant_list_log_likelihoods", "variant_nll", "variant_population_nll",
+    "similarity_from_distances", "stack_variant_parameters", "variant_list_log_likelihoods", "variant_nll",
+    "variant_population_nll",
     "BOUNDS", "CMRParameters", "DEFAULT_FIXED", "DEFAULT_FREE", "FIT_BOUNDS", "FitResult", "LIMITS", "Network",
     "PARAMETER_NAMES", "RecallDataset", "SubjectFit", "Transitions", "Trials", "category_clustering", "category_crp",
     "distance_crp", "distance_rank", "distances_by_item", "drift", "encode", "event_activations", "fit",
@@ -114,5 +115,6 @@ __all__ = [
     "load_sample", "make_parameters", "negative_log_likelihood", "parameters_at_bounds", "pli_list_lag",
     "plot_distance_crp", "plot_input_crp", "plot_lag_crp", "plot_pli_list_lag", "plot_spc", "plot_subject_scores",
     "pnr", "population_nll", "prepare", "psifr_available", "read_csv", "read_hdf5", "simulate", "simulate_like",
-    "simulate_recalls", "simulate_variant_like", "spc", "termination_probability", "to_events", "transitions", "write_csv", "write_hdf5",
+    "simulate_recalls", "simulate_variant_like", "spc", "termination_probability", "to_events", "transitions",
+    "write_csv", "write_hdf5",
 ]

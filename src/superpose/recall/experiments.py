@@ -224,7 +224,8 @@ def recall_fit(config: FitConfig, run: RunContext) -> None:
     confirming = config.confirm > 0
     result = fit(dataset, subjects, bounds=parse_bounds(config.bounds), popsize=config.popsize, tol=config.tol,
                  seed=config.seed, polish_steps=config.polish_steps,
-                 **_certificate(config.restarts, config.confirm, config.max_restarts), show_progress=run.progress is not None, results_path=run.out / "fits.json")
+                 **_certificate(config.restarts, config.confirm, config.max_restarts),
+                 show_progress=run.progress is not None, results_path=run.out / "fits.json")
     table = result.table()
     write_text(run.out / "fits.csv", table.to_csv(index=False))
     params = {f.subject: make_parameters(f.parameters) for f in result.fits}
@@ -324,7 +325,8 @@ def recall_recovery(config: RecoveryConfig, run: RunContext) -> None:
         recalls=np.concatenate([np.pad(d.recalls, ((0, 0), (0, config.list_length - d.recalls.shape[1])))
                                 for d in datasets]))
     result = fit(combined, seed=config.seed, polish_steps=config.polish_steps,
-                 **_certificate(config.restarts, config.confirm), show_progress=run.progress is not None, results_path=run.out / "fits.json")
+                 **_certificate(config.restarts, config.confirm), show_progress=run.progress is not None,
+                 results_path=run.out / "fits.json")
     fitted = {f.subject: f for f in result.fits}
     subjects = {i + 1: combined.select(subjects=[i + 1]) for i in range(config.n_subjects)}
     padded = padded_shapes(subjects)  # the fit's shapes: the true NLLs reuse its compiled programs
@@ -440,7 +442,8 @@ def recall_choice_rule(config: ChoiceRuleConfig, run: RunContext) -> None:
     interactive.update_xaxes(type="log")
     run.save_figure(fig, "choice_rule", caption="On CMR's own activations (simulated Morton2013-sized lists), "
                     "scaling before masking loses all probability mass once an already-recalled item dominates; "
-                    "the NLL then becomes infinite (gaps). Dotted: τ = 100, the largest sensitivity fits allow. Masking first stays finite at every τ, in both precisions.")
+                    "the NLL then becomes infinite (gaps). Dotted: τ = 100, the largest sensitivity fits allow. "
+                    "Masking first stays finite at every τ, in both precisions.")
     run.save_plotly(interactive, "choice_rule", caption="Interactive version.")
     run.log_metrics(events=int(len(targets)), **metrics)
     run.note(f"{len(targets)} recall events of {config.lists} simulated lists. Scale-then-mask collapses first at "
@@ -553,13 +556,15 @@ def recall_compare(config: CompareConfig, run: RunContext) -> None:
                     **{f"sum_{c}_by_variant": dict(zip(summary["variant"], map(float, summary[c])))
                        for c in ("nll", *criteria)},
                     rms_difference_by_curve=rms, closest_variant_by_curve=closest)
+    confirmation = f"confirmed within {config.confirm:g} nats" if config.confirm > 0 else "no confirmation"
+    cross_validation = (f"; held-out NLL sums each of {config.folds} folds of a subject's lists scored under the "
+                        "variant fitted to the other folds (the same keyed split for every variant)" if config.folds
+                        else "; no cross-validation (folds = 0)")
     run.note("Per criterion, the variant with the lowest sum over subjects: " + "; ".join(
         f"{labels.get(c, 'NLL')}: {w} ({float(by_variant.loc[w, f'delta_{c}']):+.1f} "
         f"against {reference})" for c, w in best.items()) + f". Each variant was fitted to each subject with at least "
-        f"{config.restarts} restarts ({'confirmed within ' + format(config.confirm, 'g') + ' nats' if config.confirm > 0 else 'no confirmation'}); "
-        "AIC = 2k + 2·NLL, BIC = k·ln(n events) + 2·NLL" + (f"; held-out NLL sums each of {config.folds} folds of a subject's lists "
-        "scored under the variant fitted to the other folds (the same keyed split for every variant)" if config.folds else
-        "; no cross-validation (folds = 0)") + ".")
+        f"{config.restarts} restarts ({confirmation}); AIC = 2k + 2·NLL, BIC = k·ln(n events) + 2·NLL"
+        + cross_validation + ".")
     run.note(f"Each variant was simulated at each subject's fitted parameters ({config.sim_repeats} copies of every "
              "list, the same keys for every variant). The simulated curves closest to the data (RMS difference of "
              "the means over subjects, over the points both have): " + "; ".join(

@@ -49,10 +49,13 @@ from superpose.sae.selection import SelectionBudget, SelectionResult, select_hyp
 from superpose.sae.solve import SolveReport
 
 __all__ = [
-    "ARD_LAYOUTS", "ATOM_TYPES", "GATE_TYPES", "BetaBernoulliGate", "BinaryGate", "CircleAtom", "CriterionValue", "Encoding", "IntervalAtom",
+    "ARD_LAYOUTS", "ATOM_TYPES", "GATE_TYPES", "BetaBernoulliGate", "BinaryGate", "CircleAtom", "CriterionValue",
+    "Encoding", "IntervalAtom",
     "LinearAtom", "LinearSae", "LinearSaeConfig", "LinearSaeResult", "ManifoldSAE", "PlantedCircles", "SaeFit",
-    "SaeHyperparameters", "SaeParams", "SelectionBudget", "SelectionResult", "SoftmaxGate", "SolveReport", "SphereAtom", "ThresholdGate", "TopKGate",
-    "TorusAtom", "collapsed_params", "fit_sae", "laplace_criterion", "make_atom", "make_gate", "penalized_loss", "seed_from_dispersion",
+    "SaeHyperparameters", "SaeParams", "SelectionBudget", "SelectionResult", "SoftmaxGate", "SolveReport",
+    "SphereAtom", "ThresholdGate", "TopKGate",
+    "TorusAtom", "collapsed_params", "fit_sae", "laplace_criterion", "make_atom", "make_gate", "penalized_loss",
+    "seed_from_dispersion",
     "select_hyperparameters", "single_circle",
     "superposed_circles", "train_linear_sae", "two_circles",
 ]

@@ -475,7 +475,8 @@ def laplace_criterion(atoms, gate, params: SaeParams, hyper: SaeHyperparameters,
         kappa_scale = (pieces["periodic_curvature"] * np.asarray(periods) ** 2 / (4 * math.pi**2)).ravel()
         gauge = pieces["gauge_curvature"]
         if gauge.size and np.all(np.isfinite(gauge)) and np.all(gauge > 0):
-            kappa_scale = np.concatenate([kappa_scale, gauge * np.asarray([period for _, _, period, _ in gauges]) ** 2 / (4 * math.pi**2)])
+            periods = np.asarray([period for _, _, period, _ in gauges])
+            kappa_scale = np.concatenate([kappa_scale, gauge * periods**2 / (4 * math.pi**2)])
 
     def circle(log_phi: float) -> float:
         return _circular_terms(kappa_scale * math.exp(-log_phi))[0] if kappa_scale.size else 0.0

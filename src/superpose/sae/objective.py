@@ -243,6 +243,7 @@ def decoder_penalty_matrix(atoms, log_lambda_smooth: Array, dtype) -> Float[Arra
 
 
 __all__ = [
-    "NULL_SPACE_PRECISION", "SaeParams", "align_charts", "ard_modes", "park_inactive", "penalty_matrix", "ard_penalty", "atom_runs", "coord_slices", "decode", "decoder_penalty_matrix", "design_matrix",
+    "NULL_SPACE_PRECISION", "SaeParams", "align_charts", "ard_modes", "park_inactive", "penalty_matrix",
+    "ard_penalty", "atom_runs", "coord_slices", "decode", "decoder_penalty_matrix", "design_matrix",
     "num_coords", "penalized_loss", "row_loss", "smoothness_penalty", "wrap_coords",
 ]

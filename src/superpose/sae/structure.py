@@ -186,5 +186,8 @@ def log_det_hessian(atoms, gate: Gate, params: SaeParams, hyper, Z: Float[Array,
     return LogDeterminant(sign, jnp.sum(row_logdet) + schur_logdet, row_logdet, spectra.rows[:, 0] > 0, schur_logdet)
 
 
-__all__ = ["ArrowBlocks", "ArrowSpectra", "InverseBlocks", "RowFactor", "eliminate_rows", "factor_rows", "invert_rows", "solve_rows", "inverse_blocks", "LogDeterminant", "arrow_blocks", "arrow_spectra", "log_abs_det", "global_vector", "log_det_hessian", "schur_complement",
-           "with_globals"]
+__all__ = [
+    "ArrowBlocks", "ArrowSpectra", "InverseBlocks", "RowFactor", "eliminate_rows", "factor_rows", "invert_rows",
+    "solve_rows", "inverse_blocks", "LogDeterminant", "arrow_blocks", "arrow_spectra", "log_abs_det",
+    "global_vector", "log_det_hessian", "schur_complement", "with_globals",
+]
