@@ -12,9 +12,7 @@ docs/recall.md.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -70,13 +68,8 @@ def cymr_ms(model, data, definition, patterns, calls: int, **extra) -> float:
     param = definition.eval_dependent({"B_enc": 0.7, "B_start": 0.3, "B_rec": 0.8, "Lfc": 0.3, "Lcf": 0.3, "P1": 2.0,
                                        "P2": 1.0, "T": 0.1, "X1": 0.01, "X2": 0.3, "Acf": 0.1, "Afc": 0, "Aff": 0,
                                        "Dff": 1, **extra})
-    model.likelihood_subject(study, recall, param, definition, patterns)
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        model.likelihood_subject(study, recall, param, definition, patterns)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return best_time(lambda: model.likelihood_subject(study, recall, param, definition, patterns), repeats=calls,
+                     min_time=0.0) * 1e3
 
 
 def main() -> None:

@@ -441,6 +441,19 @@ def render_recall_ratios(results: dict) -> str:
                    "like for like?"], rows)
 
 
+def render_compile_options(results: dict) -> str:
+    """``benchmarks/compile_options.py``: compile and run time under XLA's defaults and CHEAP_COMPILE."""
+    def cell(stats: dict, scale: float, digits: int) -> str:
+        return f"{scale * stats['median']:.{digits}f} ({scale * stats['low']:.{digits}f}–{scale * stats['high']:.{digits}f})"
+
+    rows = [[f"`{r['name']}`: {r['function'].split(' (')[0]} ({r['function'].split(' (', 1)[1]}",
+             cell(r["compile_s"]["default"], 1, 2), cell(r["compile_s"]["cheap"], 1, 2),
+             _speedup(r["compile_s"]["default_over_cheap"]), cell(r["run_s"]["default"], 1e3, 3),
+             cell(r["run_s"]["cheap"], 1e3, 3), _speedup(r["run_s"]["default_over_cheap"])] for r in results["rows"]]
+    return _table(["function (problem)", "compile s, default", "compile s, CHEAP_COMPILE", "compile speed-up",
+                   "run ms, default", "run ms, CHEAP_COMPILE", "run speed-up"], rows)
+
+
 #: table name -> (results file under benchmarks/results, renderer)
 TABLES: dict[str, tuple[str, Callable[[dict], str]]] = {
     "sae-single": ("sae-cpu.json", render_sae_single),
@@ -461,6 +474,7 @@ TABLES: dict[str, tuple[str, Callable[[dict], str]]] = {
     "recall-confirm": ("recall-confirm-cpu.json", render_recall_confirm),
     "recall-goal": ("recall-goal-cpu.json", render_recall_goal),
     "recall-variants": ("recall-variants-cpu.json", render_recall_variants),
+    "compile-options": ("compile-options-cpu.json", render_compile_options),
 }
 
 

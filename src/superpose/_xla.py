@@ -18,8 +18,8 @@ import jax
 
 #: LLVM's optimisation level 1 instead of 3: faster to compile, and faster to run for scan-heavy code.
 FAST_COMPILE = {"xla_backend_optimization_level": 1}
-#: Level 1 without LLVM's expensive passes: about half the compile time of the default, code as fast
-#: for loop-heavy programs that compile once per shape (each user states what it measured).
+#: Level 1 without LLVM's expensive passes: 1.1-2.2x faster compiles for some programs at about the same
+#: run time, none for others (benchmarks/compile_options.py); each user states what it measured.
 CHEAP_COMPILE = {"xla_backend_optimization_level": 1, "xla_llvm_disable_expensive_passes": True}
 #: 512-bit vectors where the CPU has them (XLA prefers 256-bit by default): elementwise-heavy code.
 WIDE_VECTORS = {"xla_cpu_prefer_vector_width": 512}

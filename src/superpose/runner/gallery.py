@@ -148,7 +148,7 @@ class GalleryClock:
             running = dict(self._running)
         # the gallery's own schedule: the longest pending experiment next, on the first worker to be free
         workers = sorted(max(factor * self.expected[name] - (now - started), 0.0) for name, started in running.items())
-        workers = (workers + [0.0] * self.jobs)[:max(self.jobs, len(workers))]
+        workers += [0.0] * (self.jobs - len(workers))  # idle workers
         heapq.heapify(workers)
         for cost in sorted((factor * self.expected[name] for name in pending if name not in running), reverse=True):
             heapq.heappush(workers, heapq.heappop(workers) + cost)

@@ -240,6 +240,7 @@ def _gauge_curvatures(blocks: ArrowBlocks, factor: RowFactor, solved_cross, schu
     return norm2**2 / quadratic
 
 
+# CHEAP_COMPILE: 1.13x faster compiles at the same run time (benchmarks/compile_options.py)
 @functools.partial(_xla.jit, cpu_options=CHEAP_COMPILE, static_argnames=("atoms", "gate", "gauge_spec"))
 def _pieces(atoms, gate, params: SaeParams, hyper, Z, gauge_spec=(), generators=()):
     """The θ-dependent parts of V: the loss's terms and the Hessian's row and Schur spectra."""
@@ -272,7 +273,7 @@ def _pieces(atoms, gate, params: SaeParams, hyper, Z, gauge_spec=(), generators=
                 periodic_curvature=periodic_curvature, gauge_curvature=gauge_curvature)
 
 
-@functools.partial(_xla.jit, cpu_options=CHEAP_COMPILE, static_argnames=("atoms", "gate", "gauge_spec"))
+@functools.partial(jax.jit, static_argnames=("atoms", "gate", "gauge_spec"))
 def _covariance(atoms, gate, params: SaeParams, hyper, Z, gauge_spec=(), generators=()) -> InverseBlocks:
     p, K = Z.shape[1], params.logits.shape[1]
     full = arrow_blocks(atoms, gate, params, hyper, Z)

@@ -204,8 +204,8 @@ def row_newton(atoms, gate: Gate, params: SaeParams, hyper, Z: Array, steps) -> 
     return params._replace(logits=logits, coords=coords)
 
 
-# CHEAP_COMPILE (here and in criterion.py): the same results to ~1e-10, 5-10% less compile time (sae-sweep
-# quick: 35 -> 31.5 s of compiling; the LLVM passes are a small part of these programs' compile time).
+# CHEAP_COMPILE (here and for criterion._pieces): 1.13-1.14x faster compiles at the same run time
+# (benchmarks/compile_options.py); the inner iteration and joint Newton gained nothing, so they keep the defaults.
 @functools.partial(_xla.jit, cpu_options=CHEAP_COMPILE, static_argnames=("atoms", "gate"))
 def escape_saddles(atoms, gate: Gate, params: SaeParams, hyper, Z: Array) -> tuple[SaeParams, Array]:
     """Rows whose block has a negative curvature step along it; returns (params, loss).
@@ -248,7 +248,7 @@ def iterate(atoms, gate, params, hyper, Z, *, grid_points, newton_steps, search,
                     jnp.asarray(update_decoders, bool), grid_points=grid_points)
 
 
-@functools.partial(_xla.jit, cpu_options=CHEAP_COMPILE, static_argnames=("atoms", "gate", "grid_points"))
+@functools.partial(jax.jit, static_argnames=("atoms", "gate", "grid_points"))
 def _iterate(atoms, gate, params, hyper, Z, newton_steps, search, update_decoders, *, grid_points):
     def decoders(params):
         params = decoder_update(atoms, gate, params, hyper, Z)
@@ -273,7 +273,7 @@ def _gradients(atoms, gate, params: SaeParams, hyper, Z):
     return g_global, g_rows
 
 
-@functools.partial(_xla.jit, cpu_options=CHEAP_COMPILE, static_argnames=("atoms", "gate", "steps"))
+@functools.partial(jax.jit, static_argnames=("atoms", "gate", "steps"))
 def joint_newton(atoms, gate, params: SaeParams, hyper, Z, mu, value, *, steps: int):
     """Damped Newton steps on every parameter at once, through the arrow structure.
 
@@ -337,7 +337,7 @@ def projected_gradient(atoms, gate, params: SaeParams, hyper, Z: Array) -> SaePa
     return grad._replace(coords=g)
 
 
-@functools.partial(_xla.jit, cpu_options=CHEAP_COMPILE, static_argnames=("atoms", "gate"))
+@functools.partial(jax.jit, static_argnames=("atoms", "gate"))
 def gradient_norm(atoms, gate, params: SaeParams, hyper, Z: Array) -> Array:
     """The Euclidean norm of the projected gradient of ℓ_pen over every parameter."""
     leaves = jax.tree_util.tree_leaves(projected_gradient(atoms, gate, params, hyper, Z))

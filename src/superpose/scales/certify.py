@@ -76,7 +76,7 @@ def _real_function(fn: Callable[..., Any], args: tuple[Any, ...], is_complex: bo
 
 
 # CHEAP_COMPILE: the probes and power iterations run in milliseconds; compiling at LLVM's default level
-# took 2-3 s per transition (scales-stability quick: 16.7 -> 8.6 s of compiling, same numbers).
+# took about twice as long (2.2x in benchmarks/compile_options.py; the same run time and numbers).
 @functools.partial(_xla.jit, cpu_options=CHEAP_COMPILE, static_argnames=("fn", "probes", "iterations", "is_complex"))
 def _measure(fn, states, args, key, eps, *, probes, iterations, is_complex):
     real_fn = _real_function(fn, args, is_complex)
