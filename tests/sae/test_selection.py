@@ -154,3 +154,24 @@ def test_fit_sae_select_validates_its_arguments():
         fit_sae(np.asarray(Z), CIRCLE, "topk", "select", key=jax.random.key(0), budget=(3, 4.0))
     with pytest.raises(ValueError, match="budget.evaluations"):
         select_hyperparameters(CIRCLE, None, None, None, None, budget=SelectionBudget(0, 1.0))
+
+
+def test_a_resumed_search_reports_both_rounds():
+    """merge_selections keeps the lower V, both traces (the second's seconds after the first's) and a status
+    that counts the evaluations of both rounds."""
+
+    def result(values, seconds, status):
+        steps = [selection_module.SelectionStep(np.zeros(2), v, 1.0, "ok", 3, 0.5 * (i + 1)) for i, v in enumerate(values)]
+        value = CriterionValue(min(values), *([None] * (len(CriterionValue._fields) - 1)))
+        return selection_module.SelectionResult(None, None, value, None, steps, False, status, seconds)
+
+    first = result([5.0, 4.0, 3.5], 2.0, "budget reached: 3 evaluations")
+    second = result([3.0], 0.6, "budget reached: 1 evaluations")
+    merged = selection_module.merge_selections(first, second)
+    assert merged.criterion.value == 3.0 and merged.seconds == pytest.approx(2.6)
+    assert [s.criterion for s in merged.trace] == [5.0, 4.0, 3.5, 3.0]
+    assert merged.trace[-1].seconds == pytest.approx(2.5)
+    assert merged.status == ("budget reached: 1 evaluations in the resumed search (3 evaluations, then a fresh start "
+                             "scored a lower V at the selected point and the search went on for 1 more, 4 in all)")
+    worse = selection_module.merge_selections(first, result([3.9], 0.6, "converged"))
+    assert worse.criterion.value == 3.5 and len(worse.trace) == 4

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import os
 import platform
 import re
 import shutil
@@ -56,13 +57,15 @@ def _now() -> str:
 
 
 def environment_metadata() -> dict[str, Any]:
-    """Library versions, the JAX backend and its devices (by process), Python and the platform."""
+    """Library versions, the JAX backend and its devices (by process), Python, the platform and the CPU cores
+    this process may run on (a list on Linux, else the count)."""
     return {
         "superpose_version": superpose.__version__,
         "jax_version": jax.__version__,
         "numpy_version": np.__version__,
         "python_version": sys.version.split()[0],
         "platform": platform.platform(),
+        "cpu_cores": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "backend": jax.default_backend(),
         "devices": [str(device) for device in jax.devices()],
         "process_count": jax.process_count(),

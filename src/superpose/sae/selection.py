@@ -389,11 +389,15 @@ def _parabola_step(centre: float, up: float, down: float, size: float) -> tuple[
 
 
 def merge_selections(first: SelectionResult, second: SelectionResult) -> SelectionResult:
-    """One result from a search and its resumption: the better point by V, both traces, the second's status."""
+    """One result from a search and its resumption: the better point by V, both traces, and a status that
+    gives the resumed search's ending with the evaluations of both (``"budget reached: 1 evaluations"`` alone
+    would read as if the whole search had one)."""
     offset = first.seconds
     trace = list(first.trace) + [step._replace(seconds=step.seconds + offset) for step in second.trace]
     best = second if second.criterion.value <= first.criterion.value else first
-    status = f"{second.status} (resumed from a start that reached a lower loss at the first selected point)"
+    status = (f"{second.status} in the resumed search ({len(first.trace)} evaluations, then a fresh start scored a "
+              f"lower V at the selected point and the search went on for {len(second.trace)} more, "
+              f"{len(trace)} in all)")
     return best._replace(trace=trace, converged=second.converged, status=status,
                          seconds=first.seconds + second.seconds)
 
