@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+
+import jax
+import jax.numpy as jnp
 
 import pytest
 from hypothesis import given, settings
@@ -211,6 +215,30 @@ def test_gallery_runs_two_registered_experiments_at_once(tmp_path):
     assert all(f"{name}/" in page for name in names) and "Done: 2 experiments in" in page
     again = run_gallery(tmp_path / "g", only=names, quick=True, jobs=2, resume=True)
     assert all(r.skipped for r in again.records)
+
+
+def test_gallery_frees_compiled_programs_after_each_experiment(tmp_path):
+    """Compiled programs hold memory mappings until freed (about nine each): a gallery in one process must not
+    keep every experiment's, or a long one reaches vm.max_map_count and LLVM fails."""
+    add_one = jax.jit(lambda x: x + 1.0)
+    add_one(jnp.ones(3))
+    assert add_one._cache_size() == 1
+    run_gallery(tmp_path / "g", selection=[CELLS])
+    assert add_one._cache_size() == 0
+    if os.path.exists("/proc/self/maps"):  # and the mappings go with them
+        before = _mapping_count()
+        programs = [jax.jit(lambda x, k=k: jnp.sin(x) * k + jnp.cos(x @ x.T).sum()) for k in range(40)]
+        for k, program in enumerate(programs):
+            program(jnp.ones((k + 2, 3))).block_until_ready()
+        compiled = _mapping_count()
+        run_gallery(tmp_path / "h", selection=[CELLS])
+        assert compiled - before >= 2 * len(programs)  # measured: 3 to 9 per program
+        assert _mapping_count() - before < 0.25 * (compiled - before)
+
+
+def _mapping_count() -> int:
+    with open("/proc/self/maps") as maps:
+        return sum(1 for _ in maps)
 
 
 def test_core_groups_split_the_cores_between_workers():
