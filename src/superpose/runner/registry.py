@@ -35,29 +35,27 @@ ExperimentFn = Callable[[Any, "RunContext"], None]
 # for experiments whose registration does not state its own. Quick: the cold quick gallery as a new
 # machine runs it (empty compilation cache, two experiments at a time, each worker pinned to a core of
 # its own), 2026-12-03 07:00 UTC on the 2-core Xeon (4 min 20 s in all; docs/runner.md).
-# Full: the full gallery on a fresh clone, 2026-12-02 (36 min 50 s of experiments, 37 min 6 s with
-# start-up), except sae-superposed, whose run there shared the cores with other jobs (12 min 15 s):
-# its quiet run of the day before (351 s). sae-grokking shared them for part of its run too, so its
-# 186 s errs long (docs/runner.md).
+# Full: the full gallery on a fresh clone, one at a time, 2026-12-03 07:49-08:26 UTC on the same Xeon
+# (36 min 32 s of experiments; docs/runner.md).
 EXPECTED_SECONDS: Mapping[str, Mapping[str, float]] = {
-    "power-scale": {"full": 4.5, "quick": 8.8},
-    "memory-landscape": {"full": 12.0, "quick": 17.2},
-    "memory-error": {"full": 57.0, "quick": 35.4},
-    "memory-completion": {"full": 7.5, "quick": 7.6},
-    "memory-capacity": {"full": 48.0, "quick": 33.2},
-    "toy-phase": {"full": 83.0, "quick": 27.5},
-    "toy-hierarchy": {"full": 295.0, "quick": 37.0},
-    "toy-geometry": {"full": 102.0, "quick": 21.5},
-    "recall-fit": {"full": 247.0, "quick": 8.9},  # full: the certified fit (issue 16), its own run
-    "recall-recovery": {"full": 84.0, "quick": 37.3},  # full: issue 16's search, 2 restarts, its own run
-    "recall-choice-rule": {"full": 6.0, "quick": 11.9},
-    "recall-compare": {"full": 388.0, "quick": 35.9},  # full: its own run, 2026-12-02, with the simulated curves
-    "scales-stability": {"full": 26.0, "quick": 22.2},
-    "sae-circles": {"full": 57.0, "quick": 27.9},
-    "sae-sweep": {"full": 328.0, "quick": 40.1},
-    "sae-toy": {"full": 21.0, "quick": 18.9},
-    "sae-grokking": {"full": 186.0, "quick": 44.5},
-    "sae-superposed": {"full": 351.0, "quick": 76.4},
+    "power-scale": {"full": 4.6, "quick": 8.8},
+    "memory-landscape": {"full": 14.0, "quick": 17.2},
+    "memory-error": {"full": 38.0, "quick": 35.4},
+    "memory-completion": {"full": 5.3, "quick": 7.6},
+    "memory-capacity": {"full": 45.0, "quick": 33.2},
+    "toy-phase": {"full": 93.0, "quick": 27.5},
+    "toy-hierarchy": {"full": 293.0, "quick": 37.0},
+    "toy-geometry": {"full": 96.0, "quick": 21.5},
+    "recall-fit": {"full": 182.0, "quick": 8.9},
+    "recall-recovery": {"full": 53.0, "quick": 37.3},
+    "recall-choice-rule": {"full": 6.9, "quick": 11.9},
+    "recall-compare": {"full": 403.0, "quick": 35.9},
+    "scales-stability": {"full": 19.2, "quick": 22.2},
+    "sae-circles": {"full": 79.0, "quick": 27.9},
+    "sae-sweep": {"full": 287.0, "quick": 40.1},
+    "sae-toy": {"full": 23.0, "quick": 18.9},
+    "sae-grokking": {"full": 88.0, "quick": 44.5},
+    "sae-superposed": {"full": 454.0, "quick": 76.4},
 }
 # For an experiment with no expected time anywhere: generous, so the estimate errs long.
 DEFAULT_EXPECTED_SECONDS: Mapping[str, float] = {"full": 120.0, "quick": 15.0}
