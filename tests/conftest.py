@@ -26,27 +26,17 @@ def pytest_xdist_auto_num_workers(config) -> int:
     return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
 
 
-#: mappings above which a worker frees its compiled programs after a test file: each program keeps its
-#: machine code in 3-9 memory mappings until freed, and Linux stops a process at vm.max_map_count (65530
-#: by default; LLVM then fails with "Cannot allocate memory"). One worker held 40 512 at the end of the
-#: suite on 2026-12-03 (554 tests); below this budget nothing is freed, so files still share programs.
+#: memory mappings above which a worker frees its compiled programs after a test file
+#: (superpose._xla.free_compiled_programs says why): one worker held 40 512 of vm.max_map_count's 65 530 at
+#: the end of the suite on 2026-12-03 (554 tests); below this budget nothing is freed, so files still share
+#: programs.
 MAPPING_BUDGET = 20_000
-
-
-def _mapping_count() -> int | None:
-    try:
-        with open("/proc/self/maps") as maps:
-            return sum(1 for _ in maps)
-    except OSError:  # not Linux
-        return None
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _free_compiled_programs():
     """After each test file, frees the worker's compiled programs once their mappings pass the budget."""
     yield
-    count = _mapping_count()
-    if count is not None and count > MAPPING_BUDGET:
-        import jax
+    from superpose._xla import free_compiled_programs
 
-        jax.clear_caches()
+    free_compiled_programs(above=MAPPING_BUDGET)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.progress import Progress
 
+from superpose._xla import memory_mappings
 from superpose.cli import _RemainingColumn
 from superpose.runner import Experiment, ExperimentConfig, experiments, run_gallery
 from superpose.runner.gallery import GalleryClock, core_groups, gallery_plan
@@ -225,20 +225,15 @@ def test_gallery_frees_compiled_programs_after_each_experiment(tmp_path):
     assert add_one._cache_size() == 1
     run_gallery(tmp_path / "g", selection=[CELLS])
     assert add_one._cache_size() == 0
-    if os.path.exists("/proc/self/maps"):  # and the mappings go with them
-        before = _mapping_count()
+    if memory_mappings() is not None:  # and the mappings go with them
+        before = memory_mappings()
         programs = [jax.jit(lambda x, k=k: jnp.sin(x) * k + jnp.cos(x @ x.T).sum()) for k in range(40)]
         for k, program in enumerate(programs):
             program(jnp.ones((k + 2, 3))).block_until_ready()
-        compiled = _mapping_count()
+        compiled = memory_mappings()
         run_gallery(tmp_path / "h", selection=[CELLS])
         assert compiled - before >= 2 * len(programs)  # measured: 3 to 9 per program
-        assert _mapping_count() - before < 0.25 * (compiled - before)
-
-
-def _mapping_count() -> int:
-    with open("/proc/self/maps") as maps:
-        return sum(1 for _ in maps)
+        assert memory_mappings() - before < 0.25 * (compiled - before)
 
 
 def test_core_groups_split_the_cores_between_workers():

@@ -34,6 +34,7 @@ import jax
 
 import superpose
 from superpose._validation import positive_int
+from superpose._xla import free_compiled_programs
 from superpose.runner import files
 from superpose.runner.registry import Experiment, experiments
 from superpose.runner.report import format_duration, write_gallery_page
@@ -312,11 +313,10 @@ def _worker_setup(cache_dir: str | None, min_compile_seconds: float, cores: Any 
 def _run_one(exp: Experiment | str, run_dir: Path, resume: bool, quick: bool, progress: Any | None) -> RunRecord:
     """One experiment of the gallery; a run directory it cannot use is a failed record, not an error.
 
-    Afterwards JAX's in-memory caches are cleared: every compiled program keeps about nine memory
-    mappings of its machine code until it is freed, and the full gallery in one process compiled so
-    many that Linux's limit (``vm.max_map_count``, 65530) was reached and LLVM failed ("Cannot allocate
-    memory", then a segfault, 30 minutes in; 2026-12-03). Experiments share no compiled program in
-    memory; the persistent compilation cache on disk is kept.
+    Afterwards its compiled programs are freed (:func:`superpose._xla.free_compiled_programs`): kept, the
+    full gallery in one process held so many that their memory mappings reached Linux's limit and LLVM
+    failed ("Cannot allocate memory", then a segfault, 30 minutes in; 2026-12-03). Experiments share no
+    compiled program in memory; the persistent compilation cache on disk is kept.
     """
     try:
         return run_experiment(exp, out=run_dir, resume=resume, quick=quick, progress=progress, raise_on_error=False)
@@ -324,7 +324,7 @@ def _run_one(exp: Experiment | str, run_dir: Path, resume: bool, quick: bool, pr
         name = exp if isinstance(exp, str) else exp.name
         return RunRecord(name, run_dir, "failed", 0.0, {}, f"{type(error).__name__}: {error}")
     finally:
-        jax.clear_caches()
+        free_compiled_programs()
 
 
 def _run_in_worker(name: str, out: str, resume: bool, quick: bool) -> dict[str, Any]:
